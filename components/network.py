@@ -1,0 +1,37 @@
+"""The private Cloud Network every node talks over (K3s, etcd, Calico IPIP and BGP)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_hcloud as hcloud
+
+from keybuzz.config import ClusterConfig
+
+
+class PrivateNetwork(pulumi.ComponentResource):
+    """A Hetzner Cloud Network and the one subnet the nodes live in."""
+
+    network: hcloud.Network
+    subnet: hcloud.NetworkSubnet
+    network_id: pulumi.Output[int]
+
+    def __init__(self, name: str, cfg: ClusterConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("keybuzz:hetzner:PrivateNetwork", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.network = hcloud.Network(
+            f"{name}-network",
+            name=cfg.cluster_name,
+            ip_range=cfg.network_cidr,
+            labels={"cluster": cfg.cluster_name},
+            opts=child,
+        )
+        self.network_id = self.network.id.apply(int)
+        self.subnet = hcloud.NetworkSubnet(
+            f"{name}-subnet",
+            network_id=self.network_id,
+            type="cloud",
+            network_zone=cfg.network_zone,
+            ip_range=cfg.subnet_cidr,
+            opts=child,
+        )
+        self.register_outputs({"network_id": self.network_id})

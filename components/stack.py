@@ -1,0 +1,38 @@
+"""The whole cluster, wired in dependency order; returns the stack outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components.firewall import NodeFirewall
+from components.k3s import K3sCluster
+from components.network import PrivateNetwork
+from components.servers import NodeServers
+from keybuzz.config import ClusterConfig, Secrets
+
+
+def build(cfg: ClusterConfig, secrets: Secrets) -> dict[str, Any]:
+    """Declare every component for ``cfg``; the returned dict is what __main__ exports."""
+    network = PrivateNetwork(cfg.cluster_name, cfg)
+    firewall = NodeFirewall(f"{cfg.cluster_name}-firewall", cfg)
+    servers = NodeServers(
+        f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id
+    )
+    cluster = K3sCluster(f"{cfg.cluster_name}-k3s", cfg, secrets, servers.servers)
+    return {
+        "kubeconfig": cluster.kubeconfig,
+        "nodes": [
+            {
+                "name": h.node.name,
+                "role": h.node.role,
+                "pool": h.node.pool,
+                "serverType": h.node.server_type,
+                "privateIp": h.node.private_ip,
+                "publicIp": h.public_ip,
+            }
+            for h in servers.servers
+        ],
+        "apiServer": pulumi.Output.concat("https://", servers.servers[0].public_ip, ":6443"),
+    }

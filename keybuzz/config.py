@@ -1,0 +1,498 @@
+"""Stack configuration: read once, parsed into typed objects, validated before any resource exists.
+
+Why one module: every other module takes a ``ClusterConfig`` and never reads ``pulumi.Config``, so a
+bad value fails early with one message naming the key, the value and what is allowed, instead of
+half-way through a deployment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Hetzner Cloud locations and the network zone each belongs to (a subnet's zone must match).
+NETWORK_ZONES: dict[str, str] = {
+    "fsn1": "eu-central",
+    "nbg1": "eu-central",
+    "hel1": "eu-central",
+    "ash": "us-east",
+    "hil": "us-west",
+    "sin": "ap-southeast",
+}
+
+# Fixed private addresses: host offsets inside the subnet. Offset 1 is Hetzner's gateway.
+CONTROL_PLANE_FIRST_OFFSET = 10
+CONTROL_PLANE_MAX = CONTROL_PLANE_FIRST_OFFSET - 1  # offsets 10..18 keep clear of the workers
+WORKER_FIRST_OFFSET = 20
+
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+_SSH_KEY_RE = re.compile(r"^(?P<type>\S+) (?P<body>[A-Za-z0-9+/]+={0,3})(?: .*)?$")
+_NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+_K3S_VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_SEMVER_RE = re.compile(r"^v?\d+\.\d+\.\d+$")
+_LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_TAINT_RE = re.compile(r"^(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>NoSchedule|PreferNoSchedule|NoExecute)$")
+_WORLD = ("0.0.0.0/0", "::/0")
+PROD_STACKS = ("prod",)
+
+
+class ConfigError(ValueError):
+    """A stack config value that cannot be deployed; the message names key, value and what is allowed."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"config '{key}' = {value!r} is invalid: {allowed}")
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    count: int
+    server_type: str
+
+
+@dataclass(frozen=True)
+class NodePool:
+    name: str
+    count: int
+    server_type: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Post-deploy overlay checks (see keybuzz/verify)."""
+
+    enabled: bool
+    timeout_seconds: int
+    external_urls: tuple[str, ...]
+    client_image: str
+    echo_image: str
+    ingress_host: str
+
+
+@dataclass(frozen=True)
+class Node:
+    """One server as the rest of the program sees it: a name, a role and a fixed private IP."""
+
+    name: str
+    role: str  # "server" (K3s control plane) or "agent"
+    pool: str
+    index: int  # position in its pool, 0-based
+    server_type: str
+    private_ip: str
+    labels: dict[str, str]
+    taints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    stack: str
+    cluster_name: str
+    location: str
+    image: str
+    control_plane: ControlPlane
+    node_pools: tuple[NodePool, ...]
+    ssh_public_keys: tuple[str, ...]
+    admin_cidrs: tuple[str, ...]
+    network_cidr: str
+    subnet_cidr: str
+    pod_cidr: str
+    service_cidr: str
+    k3s_version: str
+    calico_version: str
+    calico_mtu: int  # 0 = derived from the private network MTU
+    ingress_nginx_version: str
+    verify: VerifyConfig
+    promotes_from: str
+    allow_unverified_promotion: bool
+
+    @property
+    def network_zone(self) -> str:
+        return NETWORK_ZONES[self.location]
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return plan_nodes(self)
+
+    @property
+    def servers(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "server")
+
+    @property
+    def agents(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "agent")
+
+
+def plan_nodes(cfg: ClusterConfig) -> tuple[Node, ...]:
+    """Name every node and give it a fixed private IP.
+
+    Control-plane nodes take offsets 10.., workers 20.. in pool order, so adding a worker never
+    moves a control-plane address (growing an earlier pool does shift later pools: add pools last).
+    """
+    subnet = ipaddress.ip_network(cfg.subnet_cidr)
+    nodes = [
+        Node(
+            name=f"{cfg.cluster_name}-cp-{i + 1}",
+            role="server",
+            pool="control-plane",
+            index=i,
+            server_type=cfg.control_plane.server_type,
+            private_ip=str(subnet.network_address + CONTROL_PLANE_FIRST_OFFSET + i),
+            labels={},
+            taints=(),
+        )
+        for i in range(cfg.control_plane.count)
+    ]
+    offset = WORKER_FIRST_OFFSET
+    for pool in cfg.node_pools:
+        for i in range(pool.count):
+            nodes.append(
+                Node(
+                    name=f"{cfg.cluster_name}-{pool.name}-{i + 1}",
+                    role="agent",
+                    pool=pool.name,
+                    index=i,
+                    server_type=pool.server_type,
+                    private_ip=str(subnet.network_address + offset),
+                    labels=dict(pool.labels),
+                    taints=pool.taints,
+                )
+            )
+            offset += 1
+    return tuple(nodes)
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def _require(raw: Mapping[str, Any], key: str) -> Any:
+    if key not in raw or raw[key] is None:
+        raise ConfigError(key, None, "required; set it with `pulumi config set`")
+    return raw[key]
+
+
+def _string(value: object, key: str, allowed: str = "a non-empty string") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, value, allowed)
+    return value.strip()
+
+
+def _int(value: object, key: str, minimum: int = 0) -> int:
+    # Stack files may hold "3" (the CLI stores `pulumi config set` values as strings).
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(key, value, f"a whole number >= {minimum}")
+    return value
+
+
+def _bool(value: object, key: str) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "true or false")
+    return value
+
+
+def _list(value: object, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "a list")
+    return value
+
+
+def _object(value: object, key: str, fields: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, f"an object with keys {sorted(fields)}")
+    unknown = set(value) - fields
+    if unknown:
+        raise ConfigError(key, value, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+    return value
+
+
+def _name(value: object, key: str) -> str:
+    text = _string(value, key)
+    if not _NAME_RE.match(text):
+        raise ConfigError(key, value, "lowercase letters, digits and '-', starting with a letter, at most 32")
+    return text
+
+
+def _ipv4_network(value: object, key: str) -> ipaddress.IPv4Network:
+    text = _string(value, key, "an IPv4 CIDR such as 10.0.0.0/16")
+    try:
+        return ipaddress.IPv4Network(text)
+    except ValueError as exc:
+        raise ConfigError(key, value, f"an IPv4 CIDR with no host bits set ({exc})") from None
+
+
+def _ssh_key(value: object, key: str) -> str:
+    text = _string(value, key, "an OpenSSH public key line ('ssh-ed25519 AAAA... comment')")
+    match = _SSH_KEY_RE.match(text)
+    if not match or match["type"] not in SSH_KEY_TYPES:
+        raise ConfigError(key, _shorten(text), f"an OpenSSH public key line of type {', '.join(SSH_KEY_TYPES)}")
+    import base64
+    import binascii
+
+    try:
+        blob = base64.b64decode(match["body"], validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(key, _shorten(text), "an OpenSSH public key with a valid base64 body") from None
+    # The blob starts with the key type, length-prefixed: a cheap proof that the key is not mangled.
+    declared = match["type"].encode()
+    if blob[4 : 4 + len(declared)] != declared:
+        raise ConfigError(key, _shorten(text), "a public key whose body matches its declared type")
+    return text
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:30]}...{text[-6:]}"
+
+
+def _labels(value: object, key: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "a map of Kubernetes label keys to string values")
+    for k, v in value.items():
+        if not isinstance(k, str) or not _LABEL_KEY_RE.match(k) or not isinstance(v, str):
+            raise ConfigError(f"{key}.{k}", v, "a Kubernetes label: key [prefix/]name, string value")
+    return dict(value)
+
+
+def _taints(value: object, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = _list(value, key)
+    for i, taint in enumerate(items):
+        if not isinstance(taint, str) or not _TAINT_RE.match(taint):
+            raise ConfigError(
+                f"{key}[{i}]", taint, "key[=value]:effect with effect NoSchedule, PreferNoSchedule or NoExecute"
+            )
+    return tuple(items)
+
+
+def _url(value: object, key: str) -> str:
+    text = _string(value, key, "an http(s) URL")
+    if not re.match(r"^https?://[^\s/]+", text):
+        raise ConfigError(key, value, "an http:// or https:// URL")
+    return text
+
+
+def _pinned_image(value: object, key: str) -> str:
+    text = _string(value, key, "an image reference pinned by tag or digest")
+    last = text.rsplit("/", 1)[-1]
+    if "@sha256:" not in text and (":" not in last or last.endswith(":latest")):
+        raise ConfigError(key, value, "an image pinned by tag (not 'latest') or by digest")
+    return text
+
+
+VERIFY_FIELDS = {"enabled", "timeoutSeconds", "externalUrls", "clientImage", "echoImage", "ingressHost"}
+
+
+def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
+    # Defaults merge per field so a stack can set only `verify.externalUrls`.
+    raw = {**defaults, **_object(value, "verify", VERIFY_FIELDS)}
+    timeout = _int(raw.get("timeoutSeconds"), "verify.timeoutSeconds", minimum=5)
+    if timeout > 170:
+        # Python dynamic providers are known to hang past ~180 s (pulumi/pulumi#13841).
+        raise ConfigError("verify.timeoutSeconds", timeout, "5..170 seconds (dynamic providers stall near 180 s)")
+    return VerifyConfig(
+        enabled=_bool(raw.get("enabled"), "verify.enabled"),
+        timeout_seconds=timeout,
+        external_urls=tuple(
+            _url(u, f"verify.externalUrls[{i}]")
+            for i, u in enumerate(_list(raw.get("externalUrls"), "verify.externalUrls"))
+        ),
+        client_image=_pinned_image(raw.get("clientImage"), "verify.clientImage"),
+        echo_image=_pinned_image(raw.get("echoImage"), "verify.echoImage"),
+        ingress_host=_string(raw.get("ingressHost"), "verify.ingressHost", "a DNS host name"),
+    )
+
+
+def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any] | None = None) -> ClusterConfig:
+    """Turn the stack's raw config (Pulumi.yaml defaults already applied) into a valid ``ClusterConfig``.
+
+    ``defaults`` are the Pulumi.yaml defaults, used to fill missing fields inside object-valued keys.
+    Raises ``ConfigError`` on the first bad value.
+    """
+    defaults = defaults or {}
+    cluster_name = _name(_require(raw, "clusterName"), "clusterName")
+    location = _string(_require(raw, "location"), "location")
+    if location not in NETWORK_ZONES:
+        raise ConfigError("location", location, f"one of {', '.join(NETWORK_ZONES)}")
+
+    cp_raw = _object(_require(raw, "controlPlane"), "controlPlane", {"count", "serverType"})
+    cp_count = _int(cp_raw.get("count"), "controlPlane.count", minimum=1)
+    if cp_count % 2 == 0:
+        raise ConfigError(
+            "controlPlane.count", cp_count, "an odd number (1, 3, 5): etcd needs a majority to keep quorum"
+        )
+    if cp_count > CONTROL_PLANE_MAX:
+        raise ConfigError("controlPlane.count", cp_count, f"at most {CONTROL_PLANE_MAX}")
+    control_plane = ControlPlane(cp_count, _string(cp_raw.get("serverType"), "controlPlane.serverType"))
+
+    pools: list[NodePool] = []
+    for i, pool_raw in enumerate(_list(_require(raw, "nodePools"), "nodePools")):
+        key = f"nodePools[{i}]"
+        pool = _object(pool_raw, key, {"name", "count", "serverType", "labels", "taints"})
+        name = _name(pool.get("name"), f"{key}.name")
+        if name in {p.name for p in pools} or name == "cp":
+            raise ConfigError(f"{key}.name", name, "a pool name used once (and not 'cp', the control plane's)")
+        pools.append(
+            NodePool(
+                name=name,
+                count=_int(pool.get("count"), f"{key}.count"),
+                server_type=_string(pool.get("serverType"), f"{key}.serverType"),
+                labels=_labels(pool.get("labels"), f"{key}.labels"),
+                taints=_taints(pool.get("taints"), f"{key}.taints"),
+            )
+        )
+
+    keys = tuple(
+        _ssh_key(k, f"sshPublicKeys[{i}]") for i, k in enumerate(_list(_require(raw, "sshPublicKeys"), "sshPublicKeys"))
+    )
+    if not keys:
+        raise ConfigError("sshPublicKeys", [], "at least one OpenSSH public key (Pulumi connects over SSH)")
+
+    admin = []
+    for i, cidr in enumerate(_list(_require(raw, "adminCidrs"), "adminCidrs")):
+        text = _string(cidr, f"adminCidrs[{i}]", "a CIDR such as 203.0.113.7/32")
+        try:
+            admin.append(str(ipaddress.ip_network(text)))
+        except ValueError:
+            raise ConfigError(f"adminCidrs[{i}]", cidr, "a CIDR such as 203.0.113.7/32 (no host bits set)") from None
+    if stack in PROD_STACKS:
+        if not admin:
+            raise ConfigError("adminCidrs", admin, f"in stack '{stack}', at least one office/VPN CIDR")
+        world = [c for c in admin if c in _WORLD]
+        if world:
+            raise ConfigError("adminCidrs", admin, f"in stack '{stack}', no world-open range ({', '.join(world)})")
+
+    network = _ipv4_network(_require(raw, "networkCidr"), "networkCidr")
+    subnet = _ipv4_network(_require(raw, "subnetCidr"), "subnetCidr")
+    pod = _ipv4_network(_require(raw, "podCidr"), "podCidr")
+    service = _ipv4_network(_require(raw, "serviceCidr"), "serviceCidr")
+    if not subnet.subnet_of(network):
+        raise ConfigError("subnetCidr", str(subnet), f"a range inside networkCidr {network}")
+    for key_a, a, key_b, b in (
+        ("podCidr", pod, "serviceCidr", service),
+        ("podCidr", pod, "networkCidr", network),
+        ("serviceCidr", service, "networkCidr", network),
+    ):
+        if a.overlaps(b):
+            raise ConfigError(key_a, str(a), f"a range that does not overlap {key_b} {b}")
+
+    total_workers = sum(p.count for p in pools)
+    last_offset = WORKER_FIRST_OFFSET + total_workers - 1
+    if last_offset >= subnet.num_addresses - 1:
+        raise ConfigError(
+            "subnetCidr",
+            str(subnet),
+            f"room for {total_workers} workers at host offsets {WORKER_FIRST_OFFSET}.. "
+            f"(needs at least /{32 - (last_offset + 2 - 1).bit_length()})",
+        )
+
+    k3s_version = _string(_require(raw, "k3sVersion"), "k3sVersion")
+    if not _K3S_VERSION_RE.match(k3s_version):
+        raise ConfigError("k3sVersion", k3s_version, "a pinned K3s release such as v1.34.1+k3s1 (never a channel)")
+    calico_version = _string(_require(raw, "calicoVersion"), "calicoVersion")
+    if not _SEMVER_RE.match(calico_version):
+        raise ConfigError("calicoVersion", calico_version, "a pinned release such as v3.31.7")
+    ingress_version = _string(_require(raw, "ingressNginxVersion"), "ingressNginxVersion")
+    if not _SEMVER_RE.match(ingress_version):
+        raise ConfigError("ingressNginxVersion", ingress_version, "a pinned chart version such as 4.14.1")
+
+    return ClusterConfig(
+        stack=stack,
+        cluster_name=cluster_name,
+        location=location,
+        image=_string(_require(raw, "image"), "image"),
+        control_plane=control_plane,
+        node_pools=tuple(pools),
+        ssh_public_keys=keys,
+        admin_cidrs=tuple(admin),
+        network_cidr=str(network),
+        subnet_cidr=str(subnet),
+        pod_cidr=str(pod),
+        service_cidr=str(service),
+        k3s_version=k3s_version,
+        calico_version=calico_version,
+        calico_mtu=_int(raw.get("calicoMtu", 0), "calicoMtu"),
+        ingress_nginx_version=ingress_version,
+        verify=_verify(_require(raw, "verify"), defaults.get("verify") or {}),
+        promotes_from=(raw.get("promotesFrom") or "").strip(),
+        allow_unverified_promotion=_bool(raw.get("allowUnverifiedPromotion", False), "allowUnverifiedPromotion"),
+    )
+
+
+def load() -> tuple[ClusterConfig, Secrets]:
+    """Read the current stack's config through Pulumi (the CLI has applied Pulumi.yaml defaults)."""
+    import json
+
+    import pulumi
+
+    cfg = pulumi.Config()
+    raw: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        text = cfg.get(key)
+        if text is None:
+            continue
+        try:
+            raw[key] = json.loads(text) if key in STRUCTURED_KEYS else text
+        except json.JSONDecodeError:
+            raise ConfigError(key, text, "valid structured YAML/JSON") from None
+    secrets = Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"))
+    return parse_config(raw, pulumi.get_stack(), project_defaults()), secrets
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret config, kept as Pulumi Outputs so it never becomes plain text in the program."""
+
+    ssh_private_key: Any  # pulumi.Output[str] | None: None means "use the SSH agent"
+
+
+STRUCTURED_KEYS = ("controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify")
+CONFIG_KEYS = (
+    "clusterName",
+    "location",
+    "image",
+    "controlPlane",
+    "nodePools",
+    "sshPublicKeys",
+    "adminCidrs",
+    "networkCidr",
+    "subnetCidr",
+    "podCidr",
+    "serviceCidr",
+    "k3sVersion",
+    "calicoVersion",
+    "calicoMtu",
+    "ingressNginxVersion",
+    "verify",
+    "promotesFrom",
+    "allowUnverifiedPromotion",
+)
+
+
+def project_defaults() -> dict[str, Any]:
+    """The `default:` of every key in Pulumi.yaml (the CLI applies them; mocks and tools need them too)."""
+    from pathlib import Path
+
+    import yaml
+
+    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "Pulumi.yaml").read_text())
+    return {k: v["default"] for k, v in (project.get("config") or {}).items() if isinstance(v, dict) and "default" in v}
