@@ -6,5 +6,5 @@ from components.stack import build
 from keybuzz.config import load
 
 cfg, secrets = load()
-for key, value in build(cfg, secrets).items():
+for key, value in build(cfg, secrets).exports.items():
     pulumi.export(key, value)

@@ -40,8 +40,15 @@ class K3sCluster(pulumi.ComponentResource):
         super().__init__("keybuzz:k3s:K3sCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        # Generated once and kept in state: stable across runs, secret by construction.
-        self.token = random.RandomPassword(f"{name}-token", length=48, special=False, opts=child).result
+        # Generated once and kept in state: stable across runs. Marked secret here too, not only by
+        # the provider's schema, so no code path can turn it into plain text.
+        password = random.RandomPassword(
+            f"{name}-token",
+            length=48,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+        )
+        self.token = pulumi.Output.secret(password.result)
         guard = CriticalConfigGuard(f"{name}-critical-config", k3s.critical_values(cfg), opts=child)
 
         first_server = cfg.servers[0]

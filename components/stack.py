@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -13,15 +14,24 @@ from components.servers import NodeServers
 from keybuzz.config import ClusterConfig, Secrets
 
 
-def build(cfg: ClusterConfig, secrets: Secrets) -> dict[str, Any]:
-    """Declare every component for ``cfg``; the returned dict is what __main__ exports."""
+@dataclass
+class Built:
+    """The declared components (for tests and tools) and the stack outputs (for __main__)."""
+
+    servers: NodeServers
+    k3s: K3sCluster
+    exports: dict[str, Any]
+
+
+def build(cfg: ClusterConfig, secrets: Secrets) -> Built:
+    """Declare every component for ``cfg``, in dependency order."""
     network = PrivateNetwork(cfg.cluster_name, cfg)
     firewall = NodeFirewall(f"{cfg.cluster_name}-firewall", cfg)
     servers = NodeServers(
         f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id
     )
     cluster = K3sCluster(f"{cfg.cluster_name}-k3s", cfg, secrets, servers.servers)
-    return {
+    exports = {
         "kubeconfig": cluster.kubeconfig,
         "nodes": [
             {
@@ -36,3 +46,4 @@ def build(cfg: ClusterConfig, secrets: Secrets) -> dict[str, Any]:
         ],
         "apiServer": pulumi.Output.concat("https://", servers.servers[0].public_ip, ":6443"),
     }
+    return Built(servers=servers, k3s=cluster, exports=exports)

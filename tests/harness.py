@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,16 @@ class ProgramRun:
         return next(r for r in self.resources if r.name == name)
 
 
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # pulumi.runtime.rpc's secret signature
+
+
+def secret_value(value: Any) -> Any:
+    """The plain value of a secret input as the mock engine receives it; fails if it is not secret."""
+    if not (isinstance(value, dict) and _SECRET_SIG in value.values()):
+        raise AssertionError(f"expected a secret, got plain {type(value).__name__}")
+    return value["value"]
+
+
 async def _resolve(output: Any) -> tuple[Any, bool, bool]:
     out = pulumi.Output.from_input(output)
     known = await out.is_known()
@@ -153,8 +164,12 @@ def run_program(
     preview: bool = False,
     overrides: dict[str, Any] | None = None,
     stack_doc: dict[str, Any] | None = None,
+    probe: Callable[[Any], dict[str, Any]] | None = None,
 ) -> ProgramRun:
-    """Run ``components.stack.build`` for a stack under mocks, as ``pulumi preview``/``up`` would."""
+    """Run ``components.stack.build`` for a stack under mocks, as ``pulumi preview``/``up`` would.
+
+    ``probe`` picks extra Outputs from the built components (e.g. the join token) to resolve like exports.
+    """
     from components.stack import build
     from keybuzz.config import load
 
@@ -180,7 +195,8 @@ def run_program(
     def program() -> Any:
         pulumi.runtime.register_stack_transformation(record_options)
         cfg, secrets = load()
-        exported = build(cfg, secrets)
+        built = build(cfg, secrets)
+        exported = {**built.exports, **(probe(built) if probe else {})}
 
         async def collect() -> None:
             for key, value in exported.items():

@@ -1,0 +1,194 @@
+"""The cluster program under the mock engine, for each committed stack file as the CLI would load it."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+import yaml
+from harness import STACKS, run_program, secret_value
+
+SERVER = "hcloud:index/server:Server"
+COMMAND = "command:remote:Command"
+
+EXPECTED_SHAPE = {
+    # stack: (control-plane count, worker count, control-plane type, worker type)
+    "dev": (1, 1, "cx23", "cx23"),
+    "staging": (3, 2, "cx23", "cx33"),
+    "prod": (3, 3, "cx33", "cx43"),
+}
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def run(request):
+    return run_program(request.param, probe=lambda built: {"token": built.k3s.token})
+
+
+def servers_by_role(run, role):
+    """Servers of one role in node order (the mock engine registers them in any order)."""
+    return sorted((r for r in run.of_type(SERVER) if r.inputs["labels"]["role"] == role), key=lambda r: r.name)
+
+
+def rendered_config(run, node_name):
+    """The config.yaml text inside a node's install command (between the heredoc markers)."""
+    create = run.named(f"{cluster(run)}-k3s-install-{node_name}").inputs["create"]
+    return yaml.safe_load(re.search(r"<<'KEYBUZZ_EOF'\n(.*?)KEYBUZZ_EOF", create, re.S).group(1))
+
+
+def cluster(run):
+    return f"keybuzz-{run.stack}"
+
+
+def test_server_counts_and_types_match_the_stack(run):
+    cp, workers, cp_type, worker_type = EXPECTED_SHAPE[run.stack]
+    assert [s.inputs["serverType"] for s in servers_by_role(run, "server")] == [cp_type] * cp
+    assert [s.inputs["serverType"] for s in servers_by_role(run, "agent")] == [worker_type] * workers
+
+
+def test_prod_has_at_least_three_workers():
+    prod = run_program("prod")
+    assert len(servers_by_role(prod, "agent")) >= 3
+    assert len(servers_by_role(prod, "server")) == 3
+
+
+def test_private_ips_are_unique_and_inside_the_subnet(run):
+    subnet = ipaddress.ip_network("10.0.1.0/24")
+    ips = [s.inputs["networks"][0]["ip"] for s in run.of_type(SERVER)]
+    assert len(set(ips)) == len(ips)
+    for ip in ips:
+        address = ipaddress.ip_address(ip)
+        assert address in subnet and address not in (subnet.network_address, subnet.network_address + 1)
+
+
+def test_every_server_is_behind_the_firewall_and_on_the_network_from_creation(run):
+    for server in run.of_type(SERVER):
+        assert server.inputs["firewallIds"], server.name
+        assert f"{cluster(run)}-subnet" in server.depends_on
+
+
+def test_network_zone_is_derived_from_the_location(run):
+    subnet = run.of_type("hcloud:index/networkSubnet:NetworkSubnet")[0]
+    assert subnet.inputs["networkZone"] == "eu-central"
+    assert subnet.inputs["ipRange"] == "10.0.1.0/24"
+    assert run.of_type("hcloud:index/network:Network")[0].inputs["ipRange"] == "10.0.0.0/16"
+
+
+def test_firewall_rules_are_exactly_admin_ports_web_and_icmp(run):
+    (firewall,) = run.of_type("hcloud:index/firewall:Firewall")
+    rules = {(r["protocol"], r.get("port")): r["sourceIps"] for r in firewall.inputs["rules"]}
+    world = ["0.0.0.0/0", "::/0"]
+    assert rules == {
+        ("tcp", "22"): ["198.51.100.0/24"],
+        ("tcp", "6443"): ["198.51.100.0/24"],
+        ("tcp", "80"): world,
+        ("tcp", "443"): world,
+        ("icmp", None): world,
+    }
+    assert all(r["direction"] == "in" for r in firewall.inputs["rules"])
+
+
+def test_no_firewall_rule_mentions_vxlan_or_udp(run):
+    (firewall,) = run.of_type("hcloud:index/firewall:Firewall")
+    assert not [r for r in firewall.inputs["rules"] if r["protocol"] == "udp"]
+    assert "8472" not in str(firewall.inputs)
+
+
+def test_servers_run_flannel_off_and_bind_to_private_ips(run):
+    first = servers_by_role(run, "server")[0]
+    for server in servers_by_role(run, "server"):
+        config = rendered_config(run, server.name)
+        assert config["flannel-backend"] == "none"
+        assert config["disable-network-policy"] is True
+        assert config["cluster-cidr"] == "10.42.0.0/16" and config["service-cidr"] == "10.43.0.0/16"
+        assert config["node-ip"] == config["advertise-address"] == server.inputs["networks"][0]["ip"]
+        assert config["disable"] == ["traefik", "servicelb"]
+        assert config["tls-san"][0].startswith("203.0.113.")
+        if server is first:
+            assert config["cluster-init"] is True
+        else:
+            assert config["server"] == f"https://{first.inputs['networks'][0]['ip']}:6443"
+
+
+def test_agents_join_the_first_server(run):
+    first_ip = servers_by_role(run, "server")[0].inputs["networks"][0]["ip"]
+    for agent in servers_by_role(run, "agent"):
+        config = rendered_config(run, agent.name)
+        assert config["server"] == f"https://{first_ip}:6443"
+        assert config["node-ip"] == agent.inputs["networks"][0]["ip"]
+        assert "cluster-init" not in config
+
+
+def test_servers_join_one_at_a_time_and_agents_after_the_first(run):
+    name = cluster(run)
+    servers = [s.name for s in servers_by_role(run, "server")]
+    guard = f"{name}-k3s-critical-config"
+    assert run.named(f"{name}-k3s-install-{servers[0]}").depends_on == [servers[0], guard]
+    for previous, current in zip(servers, servers[1:], strict=False):
+        deps = run.named(f"{name}-k3s-install-{current}").depends_on
+        assert f"{name}-k3s-ready-{previous}" in deps
+        # ...and only after the previous one: never after a later server.
+        assert not [d for d in deps if d.startswith(f"{name}-k3s-ready-") and d != f"{name}-k3s-ready-{previous}"]
+    for agent in servers_by_role(run, "agent"):
+        deps = run.named(f"{name}-k3s-install-{agent.name}").depends_on
+        assert [d for d in deps if "-k3s-ready-" in d] == [f"{name}-k3s-ready-{servers[0]}"]
+
+
+def test_a_changed_config_retriggers_only_that_node(run):
+    commands = [c for c in run.of_type(COMMAND) if "-k3s-install-" in c.name]
+    triggers = [c.inputs["triggers"][0] for c in commands]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", t) for t in triggers)
+    assert len(set(triggers)) == len(triggers)  # every node's file differs (node-ip), so does its hash
+
+
+def test_the_token_reaches_nodes_on_stdin_only(run):
+    for command in run.of_type(COMMAND):
+        assert "x" * 48 not in command.inputs.get("create", "")
+    installs = [c for c in run.of_type(COMMAND) if "-k3s-install-" in c.name]
+    assert [secret_value(c.inputs["stdin"]) for c in installs] == ["x" * 48] * len(installs)
+
+
+def test_kubeconfig_and_token_are_secret(run):
+    assert {"kubeconfig", "token"} <= run.secret_outputs
+    assert "127.0.0.1" not in run.outputs["kubeconfig"]
+    assert yaml.safe_load(run.outputs["kubeconfig"])["current-context"] == cluster(run)
+    kubeconfig_read = run.named(f"{cluster(run)}-k3s-kubeconfig")
+    assert kubeconfig_read.inputs["logging"] == "none"
+
+
+def test_the_kubernetes_provider_is_built_from_the_kubeconfig_after_the_api_answers(run):
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    assert secret_value(provider.inputs["kubeconfig"]) == run.outputs["kubeconfig"]
+    first = servers_by_role(run, "server")[0].name
+    assert provider.depends_on == [f"{cluster(run)}-k3s-ready-{first}"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_first_preview_of_a_new_stack_succeeds_with_unknown_ips(stack):
+    preview = run_program(stack, preview=True)
+    assert len(preview.of_type(SERVER)) == sum(EXPECTED_SHAPE[stack][:2])
+    assert "kubeconfig" in preview.unknown_outputs and "kubeconfig" in preview.secret_outputs
+
+
+def test_a_bad_stack_value_fails_before_any_resource_is_declared():
+    from keybuzz.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("dev", overrides={"keybuzz-k3s:controlPlane": {"count": 2, "serverType": "cx23"}})
+    assert caught.value.key == "controlPlane.count"
+
+
+def test_secure_values_in_a_stack_file_are_loaded_as_secrets():
+    doc = yaml.safe_load(open("Pulumi.dev.yaml"))
+    doc["config"]["keybuzz-k3s:sshPrivateKey"] = {"secure": "v1:AAAA"}
+    dev = run_program("dev", stack_doc=doc)
+    install = next(c for c in dev.of_type(COMMAND) if "-k3s-install-" in c.name)
+    assert secret_value(install.inputs["connection"])["privateKey"] == "mock-secret-value"
+
+
+def test_without_a_private_key_pulumi_uses_the_ssh_agent():
+    dev = run_program("dev")
+    install = next(c for c in dev.of_type(COMMAND) if "-k3s-install-" in c.name)
+    connection = secret_value(install.inputs["connection"])  # pulumi-command always marks it secret
+    assert "privateKey" not in connection
+    assert connection["user"] == "root" and connection["host"].startswith("203.0.113.")

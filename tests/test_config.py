@@ -1,0 +1,219 @@
+"""Stack config validation: each rule refuses a bad value with one message naming key, value and rule."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from harness import TEST_SSH_KEY
+
+from keybuzz.config import ConfigError, parse_config, project_defaults
+
+
+def raw_config(**overrides: Any) -> dict[str, Any]:
+    """Pulumi.yaml defaults plus the per-operator values, as the CLI hands them over (parsed)."""
+    raw = copy.deepcopy(project_defaults())
+    raw.update(
+        sshPublicKeys=[TEST_SSH_KEY],
+        adminCidrs=["198.51.100.0/24"],
+        nodePools=[{"name": "workers", "count": 2, "serverType": "cx33"}],
+    )
+    raw.update(overrides)
+    return raw
+
+
+def error_for(stack: str = "dev", **overrides: Any) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw_config(**overrides), stack, project_defaults())
+    return caught.value
+
+
+def test_defaults_parse_into_typed_config():
+    cfg = parse_config(raw_config(), "dev", project_defaults())
+    assert cfg.pod_cidr == "10.42.0.0/16"
+    assert cfg.service_cidr == "10.43.0.0/16"
+    assert cfg.network_zone == "eu-central"
+    assert cfg.control_plane.count == 1
+    assert [n.name for n in cfg.nodes] == ["keybuzz-cp-1", "keybuzz-workers-1", "keybuzz-workers-2"]
+    assert cfg.verify.enabled is True and cfg.verify.timeout_seconds == 60
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_even_control_plane_count_is_refused_for_etcd_quorum(count):
+    err = error_for(controlPlane={"count": count, "serverType": "cx23"})
+    assert err.key == "controlPlane.count"
+    assert err.value == count
+    assert "odd number" in str(err) and "quorum" in str(err)
+
+
+def test_unknown_location_is_refused_with_the_known_ones():
+    err = error_for(location="fra1")
+    assert err.key == "location" and err.value == "fra1"
+    assert "fsn1" in str(err) and "hel1" in str(err)
+
+
+def test_overlapping_pod_and_service_cidrs_are_refused():
+    err = error_for(serviceCidr="10.42.128.0/17")
+    assert err.key == "podCidr"
+    assert "does not overlap serviceCidr 10.42.128.0/17" in str(err)
+
+
+def test_pod_cidr_overlapping_the_private_network_is_refused():
+    err = error_for(podCidr="10.0.0.0/15")
+    assert err.key == "podCidr" and "networkCidr 10.0.0.0/16" in str(err)
+
+
+def test_service_cidr_overlapping_the_private_network_is_refused():
+    err = error_for(serviceCidr="10.0.128.0/17")
+    assert err.key == "serviceCidr" and "networkCidr" in str(err)
+
+
+def test_subnet_outside_the_network_is_refused():
+    err = error_for(subnetCidr="10.1.0.0/24")
+    assert err.key == "subnetCidr" and err.value == "10.1.0.0/24"
+    assert "inside networkCidr 10.0.0.0/16" in str(err)
+
+
+def test_cidr_with_host_bits_is_refused():
+    err = error_for(podCidr="10.42.0.1/16")
+    assert err.key == "podCidr" and "no host bits" in str(err)
+
+
+def test_too_many_nodes_for_the_subnet_is_refused():
+    err = error_for(
+        subnetCidr="10.0.1.0/27", nodePools=[{"name": "workers", "count": 20, "serverType": "cx23"}]
+    )
+    assert err.key == "subnetCidr" and err.value == "10.0.1.0/27"
+    assert "room for 20 workers" in str(err)
+
+
+def test_a_subnet_that_fits_exactly_is_accepted():
+    # /26: 64 addresses, workers at offsets 20..62, broadcast at 63.
+    pools = [{"name": "workers", "count": 43, "serverType": "cx23"}]
+    cfg = parse_config(raw_config(subnetCidr="10.0.1.0/26", nodePools=pools), "dev", project_defaults())
+    assert cfg.agents[-1].private_ip == "10.0.1.62"
+
+
+@pytest.mark.parametrize("admin", [[], ["0.0.0.0/0"], ["198.51.100.0/24", "::/0"]])
+def test_empty_or_world_open_admin_cidrs_are_refused_in_prod(admin):
+    err = error_for("prod", adminCidrs=admin)
+    assert err.key == "adminCidrs" and err.value == admin
+    assert "in stack 'prod'" in str(err)
+
+
+def test_world_open_admin_cidrs_are_allowed_outside_prod():
+    cfg = parse_config(raw_config(adminCidrs=["0.0.0.0/0"]), "dev", project_defaults())
+    assert cfg.admin_cidrs == ("0.0.0.0/0",)
+
+
+def test_malformed_admin_cidr_is_refused():
+    err = error_for(adminCidrs=["my-office"])
+    assert err.key == "adminCidrs[0]" and err.value == "my-office"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ssh-ed25519",
+        "ssh-ed25519 not-base64!",
+        "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
+        # Body of an ed25519 key declared as RSA: the type inside the blob does not match.
+        TEST_SSH_KEY.replace("ssh-ed25519", "ssh-rsa", 1),
+    ],
+)
+def test_malformed_ssh_keys_are_refused(key):
+    err = error_for(sshPublicKeys=[key])
+    assert err.key == "sshPublicKeys[0]"
+    assert "OpenSSH public key" in err.allowed or "public key" in err.allowed
+
+
+def test_no_ssh_key_is_refused():
+    err = error_for(sshPublicKeys=[])
+    assert err.key == "sshPublicKeys" and "at least one" in str(err)
+
+
+def test_duplicate_pool_names_are_refused():
+    pools = [
+        {"name": "workers", "count": 1, "serverType": "cx23"},
+        {"name": "workers", "count": 1, "serverType": "cx33"},
+    ]
+    err = error_for(nodePools=pools)
+    assert err.key == "nodePools[1].name" and err.value == "workers"
+    assert "used once" in str(err)
+
+
+def test_negative_pool_count_is_refused():
+    err = error_for(nodePools=[{"name": "workers", "count": -1, "serverType": "cx23"}])
+    assert err.key == "nodePools[0].count" and err.value == -1 and ">= 0" in str(err)
+
+
+def test_negative_control_plane_count_is_refused():
+    err = error_for(controlPlane={"count": -3, "serverType": "cx23"})
+    assert err.key == "controlPlane.count" and ">= 1" in str(err)
+
+
+def test_unknown_pool_field_is_refused():
+    err = error_for(nodePools=[{"name": "workers", "count": 1, "serverType": "cx23", "size": 3}])
+    assert err.key == "nodePools[0]" and "size" in str(err)
+
+
+def test_bad_taint_is_refused():
+    err = error_for(nodePools=[{"name": "gpu", "count": 1, "serverType": "cx23", "taints": ["gpu=true"]}])
+    assert err.key == "nodePools[0].taints[0]" and "NoSchedule" in str(err)
+
+
+def test_unpinned_k3s_version_is_refused():
+    err = error_for(k3sVersion="stable")
+    assert err.key == "k3sVersion" and err.value == "stable" and "v1.34.1+k3s1" in str(err)
+
+
+def test_unpinned_calico_version_is_refused():
+    err = error_for(calicoVersion="latest")
+    assert err.key == "calicoVersion" and err.value == "latest"
+
+
+def test_unpinned_ingress_chart_version_is_refused():
+    err = error_for(ingressNginxVersion="4.x")
+    assert err.key == "ingressNginxVersion"
+
+
+def test_probe_image_tagged_latest_is_refused():
+    err = error_for(verify={"clientImage": "nicolaka/netshoot:latest"})
+    assert err.key == "verify.clientImage" and "not 'latest'" in str(err)
+
+
+def test_verify_timeout_beyond_dynamic_provider_limit_is_refused():
+    err = error_for(verify={"timeoutSeconds": 300})
+    assert err.key == "verify.timeoutSeconds" and err.value == 300 and "180" in str(err)
+
+
+def test_verify_fields_default_individually():
+    cfg = parse_config(
+        raw_config(verify={"externalUrls": ["https://platform.keybuzz.io"]}), "dev", project_defaults()
+    )
+    assert cfg.verify.external_urls == ("https://platform.keybuzz.io",)
+    assert cfg.verify.timeout_seconds == 60
+
+
+def test_external_url_must_be_http():
+    err = error_for(verify={"externalUrls": ["platform.keybuzz.io"]})
+    assert err.key == "verify.externalUrls[0]"
+
+
+def test_bad_cluster_name_is_refused():
+    err = error_for(clusterName="KeyBuzz_Prod")
+    assert err.key == "clusterName" and "lowercase" in str(err)
+
+
+def test_missing_required_key_names_the_key():
+    raw = raw_config()
+    del raw["adminCidrs"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, "dev", project_defaults())
+    assert caught.value.key == "adminCidrs" and "pulumi config set" in str(caught.value)
+
+
+def test_numbers_given_as_strings_by_the_cli_are_accepted():
+    cfg = parse_config(raw_config(calicoMtu="1400"), "dev", project_defaults())
+    assert cfg.calico_mtu == 1400
