@@ -25,6 +25,7 @@ class K3sCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
     api_ready: pulumi.Resource
+    joined: list[pulumi.Resource]
     installs: dict[str, command.remote.Command]
     ready: dict[str, command.remote.Command]
     rendered_configs: dict[str, pulumi.Output[str]]
@@ -61,6 +62,9 @@ class K3sCluster(pulumi.ComponentResource):
         self.api_ready = self.ready[first_server.name]
         for handle in (h for h in servers if h.node.role == "agent"):
             self._install(name, cfg, secrets, handle, first_server, [guard, self.api_ready])
+
+        # Everything that must have happened before the cluster has all its nodes.
+        self.joined = [*self.installs.values(), *self.ready.values()]
 
         first = next(h for h in servers if h.node.name == first_server.name)
         raw_kubeconfig = command.remote.Command(

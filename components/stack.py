@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from components.calico import CalicoNetwork
 from components.firewall import NodeFirewall
+from components.ingress import IngressNginx
 from components.k3s import K3sCluster
 from components.network import PrivateNetwork
 from components.servers import NodeServers
@@ -20,6 +23,9 @@ class Built:
 
     servers: NodeServers
     k3s: K3sCluster
+    calico: CalicoNetwork
+    ingress: IngressNginx
+    run_id: str
     exports: dict[str, Any]
 
 
@@ -31,6 +37,10 @@ def build(cfg: ClusterConfig, secrets: Secrets) -> Built:
         f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id
     )
     cluster = K3sCluster(f"{cfg.cluster_name}-k3s", cfg, secrets, servers.servers)
+    # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
+    run_id = uuid.uuid4().hex
+    calico = CalicoNetwork(f"{cfg.cluster_name}-calico", cfg, cluster.provider, cluster.joined, run_id)
+    ingress = IngressNginx(f"{cfg.cluster_name}-ingress-nginx", cfg, cluster.provider, calico.ready)
     exports = {
         "kubeconfig": cluster.kubeconfig,
         "nodes": [
@@ -45,5 +55,6 @@ def build(cfg: ClusterConfig, secrets: Secrets) -> Built:
             for h in servers.servers
         ],
         "apiServer": pulumi.Output.concat("https://", servers.servers[0].public_ip, ":6443"),
+        "podMtu": calico.mtu,
     }
-    return Built(servers=servers, k3s=cluster, exports=exports)
+    return Built(servers=servers, k3s=cluster, calico=calico, ingress=ingress, run_id=run_id, exports=exports)

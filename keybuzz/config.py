@@ -299,6 +299,18 @@ def _pinned_image(value: object, key: str) -> str:
     return text
 
 
+def _mtu_override(value: object) -> int:
+    from keybuzz.calico import validate_mtu_override
+
+    mtu = _int(value, "calicoMtu")
+    if mtu == 0:
+        return 0
+    try:
+        return validate_mtu_override(mtu)
+    except ValueError as exc:
+        raise ConfigError("calicoMtu", mtu, f"0 (derive it) or {str(exc).split('allowed: ', 1)[-1]}") from None
+
+
 VERIFY_FIELDS = {"enabled", "timeoutSeconds", "externalUrls", "clientImage", "echoImage", "ingressHost"}
 
 
@@ -413,7 +425,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         raise ConfigError("calicoVersion", calico_version, "a pinned release such as v3.31.7")
     ingress_version = _string(_require(raw, "ingressNginxVersion"), "ingressNginxVersion")
     if not _SEMVER_RE.match(ingress_version):
-        raise ConfigError("ingressNginxVersion", ingress_version, "a pinned chart version such as 4.14.1")
+        raise ConfigError("ingressNginxVersion", ingress_version, "a pinned chart version such as 4.15.1")
 
     return ClusterConfig(
         stack=stack,
@@ -430,7 +442,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         service_cidr=str(service),
         k3s_version=k3s_version,
         calico_version=calico_version,
-        calico_mtu=_int(raw.get("calicoMtu", 0), "calicoMtu"),
+        calico_mtu=_mtu_override(raw.get("calicoMtu", 0)),
         ingress_nginx_version=ingress_version,
         verify=_verify(_require(raw, "verify"), defaults.get("verify") or {}),
         promotes_from=(raw.get("promotesFrom") or "").strip(),

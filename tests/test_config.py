@@ -217,3 +217,10 @@ def test_missing_required_key_names_the_key():
 def test_numbers_given_as_strings_by_the_cli_are_accepted():
     cfg = parse_config(raw_config(calicoMtu="1400"), "dev", project_defaults())
     assert cfg.calico_mtu == 1400
+
+
+@pytest.mark.parametrize("mtu", [1450, 1500, 1000])
+def test_mtu_override_outside_what_fits_ipip_is_refused(mtu):
+    err = error_for(calicoMtu=mtu)
+    assert err.key == "calicoMtu" and err.value == mtu
+    assert "1280 to 1430" in str(err)
