@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
+import yaml
 
-from .helpers import example_config, guardrails_module, violations_for, workload
+from .helpers import PACK_DIR, example_config, guardrails_module, violations_for, workload
 
 g = guardrails_module()
 
@@ -121,3 +122,22 @@ def test_schema_defaults_validate_against_their_own_schema():
     for spec in g.POLICIES:
         for schema in spec.config_properties.values():
             jsonschema.Draft7Validator(schema).validate(schema["default"])
+
+
+def test_readme_documents_the_command_and_every_policy():
+    readme = (PACK_DIR / "README.md").read_text()
+    assert "pulumi preview --policy-pack policies --policy-pack-config policies/config.example.json" in readme
+    assert all(f"`{name}`" in readme for name in g.POLICY_NAMES)
+
+
+def test_pack_files_pin_the_sdk_and_declare_the_python_runtime():
+    assert (PACK_DIR / "requirements.txt").read_text().split() == ["pulumi==3.272.0", "pulumi-policy==1.21.0"]
+    project = yaml.safe_load((PACK_DIR / "PulumiPolicy.yaml").read_text())
+    assert project["runtime"] == {"name": "python", "options": {"virtualenv": "venv"}}
+
+
+def test_pack_never_imports_the_program():
+    for source in PACK_DIR.glob("*.py"):
+        text = source.read_text()
+        assert "import keybuzz" not in text and "from keybuzz" not in text, source
+        assert "import components" not in text and "from components" not in text, source
