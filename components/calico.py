@@ -67,9 +67,7 @@ class CalicoNetwork(pulumi.ComponentResource):
                 },
             },
             spec=installation["spec"],
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=provider, depends_on=[self.operator, *cluster_ready]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.operator, *cluster_ready]),
         )
         self.ready = self.installation
         # The operator never edits a pool after creating it (API server off), so the program keeps

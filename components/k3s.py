@@ -73,15 +73,11 @@ class K3sCluster(pulumi.ComponentResource):
             create=f"cat {k3s.KUBECONFIG_PATH}",
             logging=command.remote.Logging.NONE,
             triggers=[self.installs[first_server.name].id],
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.api_ready], additional_secret_outputs=["stdout"]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.api_ready], additional_secret_outputs=["stdout"]),
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(raw_kubeconfig.stdout, first.public_ip).apply(
-                lambda args: k3s.kubeconfig_for_operator(
-                    args[0], f"https://{args[1]}:{k3s.API_PORT}", cfg.cluster_name
-                )
+                lambda args: k3s.kubeconfig_for_operator(args[0], f"https://{args[1]}:{k3s.API_PORT}", cfg.cluster_name)
             )
         )
         self.provider = k8s.Provider(

@@ -33,9 +33,7 @@ def build(cfg: ClusterConfig, secrets: Secrets) -> Built:
     """Declare every component for ``cfg``, in dependency order."""
     network = PrivateNetwork(cfg.cluster_name, cfg)
     firewall = NodeFirewall(f"{cfg.cluster_name}-firewall", cfg)
-    servers = NodeServers(
-        f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id
-    )
+    servers = NodeServers(f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id)
     cluster = K3sCluster(f"{cfg.cluster_name}-k3s", cfg, secrets, servers.servers)
     # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
     run_id = uuid.uuid4().hex

@@ -21,9 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT = "keybuzz-k3s"
 STACKS = ("dev", "staging", "prod")
 SECRET_PLACEHOLDER = "mock-secret-value"
-TEST_SSH_KEY = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl operator@keybuzz"
-)
+TEST_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl operator@keybuzz"
 # What the README's "First run" asks every operator to set; never committed in stack files.
 OPERATOR_VALUES: dict[str, Any] = {
     f"{PROJECT}:sshPublicKeys": [TEST_SSH_KEY],

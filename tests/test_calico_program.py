@@ -102,8 +102,9 @@ def test_the_pool_is_kept_ipip_always_vxlan_never_on_every_up(run):
     annotations = pool.inputs["metadata"]["annotations"]
     assert annotations["pulumi.com/patchForce"] == "true"
     again = run_program(run.stack)
-    assert the(again, IPPOOL_PATCH).inputs["metadata"]["annotations"]["keybuzz.io/asserted-by-run"] != (
-        annotations["keybuzz.io/asserted-by-run"]
+    assert (
+        the(again, IPPOOL_PATCH).inputs["metadata"]["annotations"]["keybuzz.io/asserted-by-run"]
+        != (annotations["keybuzz.io/asserted-by-run"])
     )
 
 

@@ -81,9 +81,7 @@ def test_cidr_with_host_bits_is_refused():
 
 
 def test_too_many_nodes_for_the_subnet_is_refused():
-    err = error_for(
-        subnetCidr="10.0.1.0/27", nodePools=[{"name": "workers", "count": 20, "serverType": "cx23"}]
-    )
+    err = error_for(subnetCidr="10.0.1.0/27", nodePools=[{"name": "workers", "count": 20, "serverType": "cx23"}])
     assert err.key == "subnetCidr" and err.value == "10.0.1.0/27"
     assert "room for 20 workers" in str(err)
 
@@ -189,9 +187,7 @@ def test_verify_timeout_beyond_dynamic_provider_limit_is_refused():
 
 
 def test_verify_fields_default_individually():
-    cfg = parse_config(
-        raw_config(verify={"externalUrls": ["https://platform.keybuzz.io"]}), "dev", project_defaults()
-    )
+    cfg = parse_config(raw_config(verify={"externalUrls": ["https://platform.keybuzz.io"]}), "dev", project_defaults())
     assert cfg.verify.external_urls == ("https://platform.keybuzz.io",)
     assert cfg.verify.timeout_seconds == 60
 
