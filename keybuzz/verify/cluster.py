@@ -1,0 +1,179 @@
+"""Cluster access for the checks: a small Protocol, and its real implementation.
+
+This is the only module that imports ``kubernetes``, and only inside the class, so importing
+``keybuzz.verify`` (done by the Pulumi program and by the dynamic provider process) stays cheap.
+Everything returned is plain JSON-shaped dicts (wire names: ``spec.nodeName``, ``status.podIP``), so a
+test fake is a few dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class ClusterAccessError(RuntimeError):
+    """An API call or exec failed; the message never contains kubeconfig material."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one exec produced. ``exit_code`` None: the command did not finish in time."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+
+
+class ClusterAccess(Protocol):
+    """What the checks need from a cluster, nothing more."""
+
+    def list_nodes(self) -> list[dict[str, Any]]: ...
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
+
+    def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
+                    timeout: float) -> ExecResult: ...
+
+    def get_custom_object(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None: ...
+
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]: ...
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 10.0
+
+
+class KubernetesClusterAccess:
+    """ClusterAccess over the official client, built from a kubeconfig string.
+
+    Every call carries ``_request_timeout=(connect, read)`` and at most one retry, so an unreachable
+    API server fails in seconds. Each exec gets its own ApiClient: ``kubernetes.stream.stream``
+    temporarily swaps ``call_api`` on the client it is given, which would corrupt concurrent calls
+    sharing that client.
+    """
+
+    def __init__(self, kubeconfig: str, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 read_timeout: float = READ_TIMEOUT_S) -> None:
+        import yaml
+        from kubernetes import client, config
+
+        try:
+            config_dict = yaml.safe_load(kubeconfig)
+        except yaml.YAMLError as exc:
+            raise ClusterAccessError(f"kubeconfig is not valid YAML (line {_yaml_line(exc)})") from None
+        if not isinstance(config_dict, dict):
+            raise ClusterAccessError("kubeconfig is not a YAML mapping")
+        configuration = type.__call__(client.Configuration)
+        try:
+            # persist_config=False: never write a refreshed token back anywhere.
+            config.load_kube_config_from_dict(config_dict=config_dict, client_configuration=configuration,
+                                              persist_config=False)
+        except Exception as exc:  # ConfigException and friends carry no secret values
+            raise ClusterAccessError(f"kubeconfig rejected: {type(exc).__name__}: {exc}") from None
+        configuration.retries = 1
+        self._configuration = configuration
+        self._timeout = (connect_timeout, read_timeout)
+        self._api = client.ApiClient(configuration)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Any, *args: Any, not_found_ok: bool = False, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            result = fn(*args, _request_timeout=self._timeout, **kwargs)
+        except ApiException as exc:
+            if not_found_ok and exc.status == 404:
+                return None
+            if not exc.status:  # transport failure wrapped by the client (websocket, connect)
+                raise ClusterAccessError(f"{what}: {str(exc.reason).splitlines()[0][:300]}") from None
+            raise ClusterAccessError(f"{what}: HTTP {exc.status} {exc.reason}".strip()) from None
+        except Exception as exc:  # urllib3 MaxRetryError, timeouts, TLS errors
+            raise ClusterAccessError(f"{what}: {_short_error(exc)}") from None
+        return self._api.sanitize_for_serialization(result)
+
+    # -- ClusterAccess ---------------------------------------------------------------------------
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        body = self._call("list nodes", client.CoreV1Api(self._api).list_node)
+        return list(body.get("items") or [])
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        body = self._call(f"list pods in {namespace} ({label_selector})",
+                          client.CoreV1Api(self._api).list_namespaced_pod, namespace,
+                          label_selector=label_selector)
+        return list(body.get("items") or [])
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes import client
+
+        return self._call(f"get service {namespace}/{name}", client.CoreV1Api(self._api).read_namespaced_service,
+                          name, namespace, not_found_ok=True)
+
+    def get_custom_object(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
+        from kubernetes import client
+
+        return self._call(f"get {plural}.{group}/{name}",
+                          client.CustomObjectsApi(self._api).get_cluster_custom_object,
+                          group, version, plural, name, not_found_ok=True)
+
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        body = self._call(f"list {plural}.{group}", client.CustomObjectsApi(self._api).list_cluster_custom_object,
+                          group, version, plural, not_found_ok=True)
+        return list((body or {}).get("items") or [])
+
+    def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
+                    timeout: float) -> ExecResult:
+        from kubernetes import client
+        from kubernetes.stream import stream
+
+        api = client.ApiClient(self._configuration)
+        try:
+            ws = stream(
+                client.CoreV1Api(api).connect_get_namespaced_pod_exec,
+                pod, namespace, container=container, command=command,
+                stdin=False, stdout=True, stderr=True, tty=False,
+                _preload_content=False, _request_timeout=(self._timeout[0], timeout),
+            )
+        except Exception as exc:
+            raise ClusterAccessError(f"exec in {namespace}/{pod}: {_short_error(exc)}") from None
+        try:
+            ws.run_forever(timeout=timeout)
+            stdout = ws.read_stdout(timeout=0) or ""
+            stderr = ws.read_stderr(timeout=0) or ""
+            exit_code: int | None = None
+            if not ws.is_open():
+                try:
+                    exit_code = ws.returncode
+                except Exception:  # an exec error status that is not an exit code
+                    exit_code = -1
+            return ExecResult(stdout, stderr, exit_code)
+        finally:
+            ws.close()
+            api.close()
+
+
+def _short_error(exc: BaseException) -> str:
+    """The first line of an exception, without urllib3's connection-object noise."""
+    reason = getattr(exc, "reason", None)
+    text = str(reason if reason is not None else exc) or type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    # urllib3: "<urllib3.connection.HTTPSConnection object at 0x..>: Failed to establish a new
+    # connection: [Errno 111] Connection refused"
+    if ">: " in text:
+        text = text.split(">: ", 1)[1]
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _yaml_line(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return str(mark.line + 1) if mark is not None else "?"
