@@ -1,0 +1,220 @@
+"""Run the Pulumi program offline, under Pulumi's mock engine, the way the CLI would run a stack.
+
+Used by the tests and by the offline plan (``bin/plan``): no Pulumi CLI, no cloud token, no network.
+The mock engine neither reads stack files nor applies Pulumi.yaml defaults, so this module does:
+Pulumi.yaml defaults, then ``Pulumi.<stack>.yaml``, then what an operator sets per stack
+(``OPERATOR_VALUES``, placeholders here), then overrides. ``secure:`` values become placeholders
+marked secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]  # the project root
+PROJECT = "keybuzz-k3s"
+STACKS = ("dev", "staging", "prod")
+SECRET_PLACEHOLDER = "mock-secret-value"
+PLACEHOLDER_SSH_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl placeholder@keybuzz"
+)
+# What the README's "First run" asks every operator to set (never committed in stack files), with
+# placeholder values from the documentation ranges.
+OPERATOR_VALUES: dict[str, Any] = {
+    f"{PROJECT}:sshPublicKeys": [PLACEHOLDER_SSH_KEY],
+    f"{PROJECT}:adminCidrs": ["198.51.100.0/24"],
+    "hcloud:token": {"secure": "v1:placeholder"},
+}
+
+SAMPLE_K3S_KUBECONFIG = """\
+apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0EtREFUQQ==
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Q0VSVA==
+    client-key-data: S0VZ
+"""
+
+
+def stack_config(
+    stack: str, overrides: dict[str, Any] | None = None, stack_doc: dict[str, Any] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """The config the CLI would hand the program: ({"project:key": json-or-string}, secret keys)."""
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    values: dict[str, Any] = {
+        f"{PROJECT}:{key}": decl["default"]
+        for key, decl in project["config"].items()
+        if isinstance(decl, dict) and "default" in decl
+    }
+    if stack_doc is None:
+        stack_doc = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
+    values.update(stack_doc.get("config") or {})
+    values.update(OPERATOR_VALUES)
+    values.update(overrides or {})
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = SECRET_PLACEHOLDER
+            secret_keys.append(key)
+        elif isinstance(value, str):
+            config[key] = value
+        else:
+            config[key] = json.dumps(value)
+    return config, secret_keys
+
+
+@dataclass
+class Declared:
+    """One resource the program registered, with its inputs and the options it was given."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str | None
+    parent: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like a cloud would; on a preview, leaves server-assigned values unknown."""
+
+    def __init__(self, preview: bool) -> None:
+        self.preview = preview
+        self.declared: dict[str, Declared] = {}
+        self._next_id = 1000
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        self._next_id += 1
+        rid = str(self._next_id)
+        self.declared[args.name] = Declared(args.typ, args.name, dict(args.inputs), args.provider)
+        state = dict(args.inputs)
+        if self.preview:
+            return (None if args.custom else rid), state
+        if args.typ == "hcloud:index/server:Server":
+            state["ipv4Address"] = f"203.0.113.{self._next_id % 250 + 1}"
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = "x" * int(args.inputs.get("length", 16))
+        elif args.typ == "command:remote:Command":
+            create = args.inputs.get("create", "")
+            state["stdout"] = SAMPLE_K3S_KUBECONFIG if "k3s.yaml" in create else ""
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        return {}, None
+
+
+@dataclass
+class ProgramRun:
+    """What one run of the program declared and exported."""
+
+    stack: str
+    preview: bool
+    resources: list[Declared]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    unknown_outputs: set[str]
+
+    def of_type(self, type_token: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> Declared:
+        return next(r for r in self.resources if r.name == name)
+
+
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # pulumi.runtime.rpc's secret signature
+
+
+def secret_value(value: Any) -> Any:
+    """The plain value of a secret input as the mock engine receives it; fails if it is not secret."""
+    if not (isinstance(value, dict) and _SECRET_SIG in value.values()):
+        raise AssertionError(f"expected a secret, got plain {type(value).__name__}")
+    return value["value"]
+
+
+async def _resolve(output: Any) -> tuple[Any, bool, bool]:
+    out = pulumi.Output.from_input(output)
+    known = await out.is_known()
+    secret = await out.is_secret()
+    value = await out.future(with_unknowns=True) if known else None
+    return value, known, secret
+
+
+def run_program(
+    stack: str,
+    *,
+    preview: bool = False,
+    overrides: dict[str, Any] | None = None,
+    stack_doc: dict[str, Any] | None = None,
+    probe: Callable[[Any], dict[str, Any]] | None = None,
+) -> ProgramRun:
+    """Run ``components.stack.build`` for a stack under mocks, as ``pulumi preview``/``up`` would.
+
+    ``probe`` picks extra Outputs from the built components (e.g. the join token) to resolve like exports.
+    """
+    from components.stack import build
+    from keybuzz.config import load
+
+    config, secret_keys = stack_config(stack, overrides, stack_doc)
+    mocks = RecordingMocks(preview)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    options: dict[str, tuple[str | None, list[str]]] = {}
+
+    def record_options(args: pulumi.ResourceTransformationArgs) -> None:
+        opts = args.opts
+        parent = getattr(opts.parent, "_name", None) if opts.parent is not None else None
+        deps = opts.depends_on or []
+        deps = deps if isinstance(deps, list) else [deps]
+        options[args.name] = (parent, [getattr(d, "_name", repr(d)) for d in deps])
+        return None
+
+    outputs: dict[str, Any] = {}
+    secret: set[str] = set()
+    unknown: set[str] = set()
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        pulumi.runtime.register_stack_transformation(record_options)
+        cfg, secrets = load()
+        built = build(cfg, secrets)
+        exported = {**built.exports, **(probe(built) if probe else {})}
+
+        async def collect() -> None:
+            for key, value in exported.items():
+                resolved, known, is_secret = await _resolve(value)
+                outputs[key] = resolved
+                if is_secret:
+                    secret.add(key)
+                if not known:
+                    unknown.add(key)
+
+        return pulumi.Output.from_input(asyncio.ensure_future(collect()))
+
+    program()
+    for name, (parent, deps) in options.items():
+        if name in mocks.declared:
+            mocks.declared[name].parent = parent
+            mocks.declared[name].depends_on = deps
+    return ProgramRun(stack, preview, list(mocks.declared.values()), outputs, secret, unknown)
