@@ -449,8 +449,8 @@ def judge_calico(
                 peer_node = ip_to_node.get(peer_ip, peer_ip)
                 failures.append(Failure(path(node, peer_node), f"BGP session {peer.get('state', '?')}, "
                                         "not Established",
-                                        f"BGP TCP 179 blocked between the private IPs, or calico-node down on "
-                                        f"{peer_node}; see calico-node logs on {node} and {peer_node}"))
+                                        "BGP TCP 179 blocked between those nodes' private IPs, or calico-node "
+                                        "down on the peer; see calico-node logs on both ends"))
         not_established = int(bgp.get("numberNotEstablishedV4") or 0)
         listed = sum(1 for p in bgp.get("peersV4") or [] if p.get("state") != "Established")
         if not_established > listed:
@@ -575,7 +575,7 @@ def judge_clusterip(
         elif bad:
             failures.append(Failure(f"from {node}", f"{len(bad)} of {len(calls)} calls failed "
                                     f"({describe_curl_failure(bad[0])})",
-                                    f"some backends unreachable from {node}: a cross-node overlay path is "
+                                    "some backends unreachable from that node: a cross-node overlay path is "
                                     "broken (see pod mesh)"))
     for node in sorted(echo_nodes):
         if calls_total and seen[node] == 0:
@@ -714,26 +714,30 @@ def judge_mtu(
         bulk_ok = bulk.exit_code == 0 and bulk.http_code == 200 and bulk.size == BULK_BYTES
         if bulk_ok:
             bulk_ms.append(bulk.seconds * 1000)
+        whats: list[str] = []
+        cause = ""
         if df.local_mtu is not None:
-            failures.append(Failure(where, f"DF ping of {size} bytes refused locally (mtu={df.local_mtu})",
-                                    "the pod's own interface or route MTU is below the pool MTU: Calico's "
-                                    "veth MTU is not the configured one"))
+            whats.append(f"DF ping of {size} bytes refused locally (mtu={df.local_mtu})")
+            cause = ("the pod's own interface or route MTU is below the pool MTU: Calico's veth MTU is not the "
+                     "configured one")
         elif df.frag_needed_mtu is not None:
-            failures.append(Failure(where, f"DF ping of {size} bytes: Frag needed (mtu = {df.frag_needed_mtu}) "
-                                    f"from {df.frag_needed_from}",
-                                    f"the path MTU ({df.frag_needed_mtu}) is smaller than the pool MTU ({mtu}): "
-                                    "lower the pool MTU (Hetzner private network 1450 − IPIP 20 = 1430)"))
+            whats.append(f"DF ping of {size} bytes: Frag needed (mtu = {df.frag_needed_mtu}) from "
+                         f"{df.frag_needed_from}")
+            cause = (f"the path MTU ({df.frag_needed_mtu}) is smaller than the pool MTU ({mtu}): lower the pool "
+                     "MTU (Hetzner private network 1450 − IPIP 20 = 1430)")
         elif not ping_ok(df):
-            failures.append(Failure(where, f"DF ping of {size} bytes lost ({df.loss_pct:g}% loss) while small "
-                                    "pings pass", "mtu-black-hole"))
+            whats.append(f"DF ping of {size} bytes lost ({df.loss_pct:g}% loss) while small pings pass")
+            cause = "mtu-black-hole"
         if not bulk_ok:
             if bulk.exit_code == 28 or (bulk.exit_code == 0 and bulk.size < BULK_BYTES):
-                what = (f"bulk transfer stalled after {bulk.size} of {BULK_BYTES} bytes "
-                        f"(timeout after {BULK_TIMEOUT_S} s) while small requests pass")
-                failures.append(Failure(where, what, "mtu-black-hole"))
+                whats.append(f"bulk transfer stalled after {bulk.size} of {BULK_BYTES} bytes "
+                             f"(timeout after {BULK_TIMEOUT_S} s)")
+                cause = cause or "mtu-black-hole"
             else:
-                failures.append(Failure(where, f"bulk transfer failed: {describe_curl_failure(bulk)}",
-                                        "echo pod not serving the bulk body (fixture broken), see its logs"))
+                whats.append(f"bulk transfer failed: {describe_curl_failure(bulk)}")
+                cause = cause or "echo pod not serving the bulk body (fixture broken), see its logs"
+        if whats:
+            failures.append(Failure(where, "; ".join(whats), cause))
     black_hole = (f"MTU black hole: full-size packets are silently dropped while small ones pass (PMTU "
                   f"discovery broken); the pool MTU {mtu} is too large for the path: Hetzner private "
                   "networks carry 1450, IPIP needs 20 of it, so the pool MTU must be <= 1430")
@@ -794,13 +798,13 @@ def judge_ingress(
         summary = ", ".join(f"{code:03d}×{n}" for code, n in sorted(codes.items()))
         if first.http_code == 503:
             failures.append(Failure(where, f"ingress-nginx on {target} answered 503 ({summary})",
-                                    f"ingress-nginx has no reachable backend: the probe Service has no ready "
-                                    f"endpoints, or {target} cannot reach the echo pods over the overlay "
-                                    "(see pod mesh); ingress-nginx logs on that node say which upstream failed"))
+                                    "ingress-nginx has no reachable backend: the probe Service has no ready "
+                                    "endpoints, or that node cannot reach the echo pods over the overlay "
+                                    "(see pod mesh); ingress-nginx logs on that node name the failed upstream"))
         elif first.http_code in (502, 504):
             failures.append(Failure(where, f"ingress-nginx on {target} answered {first.http_code} ({summary})",
-                                    f"ingress-nginx on {target} reached no echo pod in time: the overlay path "
-                                    f"from {target} to the backends is broken (see pod mesh)"))
+                                    "ingress-nginx reached no echo pod in time: the overlay path from that "
+                                    "node to the backends is broken (see pod mesh)"))
         elif first.http_code == 404:
             failures.append(Failure(where, f"404 for Host {host} ({summary})",
                                     "the probe Ingress is not served by this controller: ingressClassName "
