@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_hcloud as hcloud
 
@@ -15,14 +17,21 @@ class NodeFirewall(pulumi.ComponentResource):
     firewall: hcloud.Firewall
     firewall_id: pulumi.Output[int]
 
-    def __init__(self, name: str, cfg: ClusterConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: ClusterConfig,
+        after: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """``after``: what must pass before anything is created (the promotion gate)."""
         super().__init__("keybuzz:hetzner:NodeFirewall", name, None, opts)
         self.firewall = hcloud.Firewall(
             name,
             name=f"{cfg.cluster_name}-nodes",
             rules=[hcloud.FirewallRuleArgs(**rule) for rule in firewall_rules(cfg.admin_cidrs)],
             labels={"cluster": cfg.cluster_name},
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
         self.firewall_id = self.firewall.id.apply(int)
         self.register_outputs({"firewall_id": self.firewall_id})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_hcloud as hcloud
 
@@ -15,7 +17,14 @@ class PrivateNetwork(pulumi.ComponentResource):
     subnet: hcloud.NetworkSubnet
     network_id: pulumi.Output[int]
 
-    def __init__(self, name: str, cfg: ClusterConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: ClusterConfig,
+        after: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """``after``: what must pass before anything is created (the promotion gate)."""
         super().__init__("keybuzz:hetzner:PrivateNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.network = hcloud.Network(
@@ -23,7 +32,7 @@ class PrivateNetwork(pulumi.ComponentResource):
             name=cfg.cluster_name,
             ip_range=cfg.network_cidr,
             labels={"cluster": cfg.cluster_name},
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
         self.network_id = self.network.id.apply(int)
         self.subnet = hcloud.NetworkSubnet(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -32,10 +33,12 @@ class NodeServers(pulumi.ComponentResource):
         network_id: pulumi.Input[int],
         subnet: pulumi.Resource,
         firewall_id: pulumi.Input[int],
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``after``: what must pass before anything is created (the promotion gate)."""
         super().__init__("keybuzz:hetzner:NodeServers", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         keys = [
             hcloud.SshKey(f"{name}-key-{i + 1}", name=f"{cfg.cluster_name}-{i + 1}", public_key=key, opts=child)
             for i, key in enumerate(cfg.ssh_public_keys)

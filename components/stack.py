@@ -14,7 +14,9 @@ from components.ingress import IngressNginx
 from components.k3s import K3sCluster
 from components.network import PrivateNetwork
 from components.servers import NodeServers
+from keybuzz import promotion
 from keybuzz.config import ClusterConfig, Secrets
+from keybuzz.promotion import Commit
 
 
 @dataclass
@@ -26,14 +28,19 @@ class Built:
     calico: CalicoNetwork
     ingress: IngressNginx
     run_id: str
+    gate: promotion.PromotionGate | None
     exports: dict[str, Any]
 
 
-def build(cfg: ClusterConfig, secrets: Secrets) -> Built:
-    """Declare every component for ``cfg``, in dependency order."""
-    network = PrivateNetwork(cfg.cluster_name, cfg)
-    firewall = NodeFirewall(f"{cfg.cluster_name}-firewall", cfg)
-    servers = NodeServers(f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id)
+def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
+    """Declare every component for ``cfg``, in dependency order; ``commit`` is the program's source."""
+    gate = _promotion_gate(cfg, commit)
+    after = [gate] if gate else []
+    network = PrivateNetwork(cfg.cluster_name, cfg, after)
+    firewall = NodeFirewall(f"{cfg.cluster_name}-firewall", cfg, after)
+    servers = NodeServers(
+        f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id, after
+    )
     cluster = K3sCluster(f"{cfg.cluster_name}-k3s", cfg, secrets, servers.servers)
     # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
     run_id = uuid.uuid4().hex
@@ -55,4 +62,29 @@ def build(cfg: ClusterConfig, secrets: Secrets) -> Built:
         "apiServer": pulumi.Output.concat("https://", servers.servers[0].public_ip, ":6443"),
         "podMtu": calico.mtu,
     }
-    return Built(servers=servers, k3s=cluster, calico=calico, ingress=ingress, run_id=run_id, exports=exports)
+    return Built(
+        servers=servers, k3s=cluster, calico=calico, ingress=ingress, run_id=run_id, gate=gate, exports=exports
+    )
+
+
+def _promotion_gate(cfg: ClusterConfig, commit: Commit) -> promotion.PromotionGate | None:
+    """For a stack with ``promotesFrom``: refuse (at preview) a commit the previous stage did not verify."""
+    if not cfg.promotes_from:
+        return None
+    previous = pulumi.StackReference(promotion.stack_reference_name(cfg.promotes_from))
+    previous_verified = previous.get_output("verifiedCommit")
+
+    def warn_if_overridden(verified: str | None) -> None:
+        decision = promotion.decide(cfg.stack, cfg.promotes_from, verified, commit, cfg.allow_unverified_promotion)
+        if decision.overridden:
+            pulumi.log.warn(f"PROMOTION GATE OVERRIDDEN: {decision.message}")
+
+    previous_verified.apply(warn_if_overridden)
+    return promotion.PromotionGate(
+        f"{cfg.cluster_name}-promotion-gate",
+        cfg.stack,
+        cfg.promotes_from,
+        previous_verified,
+        commit,
+        cfg.allow_unverified_promotion,
+    )

@@ -19,6 +19,8 @@ from typing import Any
 import pulumi
 import yaml
 
+from keybuzz.promotion import Commit, read_commit
+
 REPO = Path(__file__).resolve().parents[1]  # the project root
 PROJECT = "keybuzz-k3s"
 STACKS = ("dev", "staging", "prod")
@@ -69,8 +71,9 @@ def stack_config(
     }
     if stack_doc is None:
         stack_doc = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
-    values.update(stack_doc.get("config") or {})
+    # Per-operator values fill in only what the stack file lacks (`pulumi config set` writes there).
     values.update(OPERATOR_VALUES)
+    values.update(stack_doc.get("config") or {})
     values.update(overrides or {})
     config: dict[str, str] = {}
     secret_keys: list[str] = []
@@ -100,8 +103,9 @@ class Declared:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like a cloud would; on a preview, leaves server-assigned values unknown."""
 
-    def __init__(self, preview: bool) -> None:
+    def __init__(self, preview: bool, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
         self.preview = preview
+        self.stack_outputs = stack_outputs or {}
         self.declared: dict[str, Declared] = {}
         self._next_id = 1000
 
@@ -110,6 +114,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         rid = str(self._next_id)
         self.declared[args.name] = Declared(args.typ, args.name, dict(args.inputs), args.provider)
         state = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            # Other stacks' outputs are read, not created: known during a preview too.
+            name = args.inputs.get("name", args.name)
+            return name, {"name": name, "outputs": self.stack_outputs.get(name, {}), "secretOutputNames": []}
         if self.preview:
             return (None if args.custom else rid), state
         if args.typ == "hcloud:index/server:Server":
@@ -142,6 +150,10 @@ class ProgramRun:
     def named(self, name: str) -> Declared:
         return next(r for r in self.resources if r.name == name)
 
+    def for_policies(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(type, name, inputs) as a policy pack sees them, with every secret value redacted."""
+        return [(r.type, r.name, redact_secrets(r.inputs)) for r in self.resources]
+
 
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # pulumi.runtime.rpc's secret signature
 
@@ -151,6 +163,17 @@ def secret_value(value: Any) -> Any:
     if not (isinstance(value, dict) and _SECRET_SIG in value.values()):
         raise AssertionError(f"expected a secret, got plain {type(value).__name__}")
     return value["value"]
+
+
+def redact_secrets(value: Any) -> Any:
+    """A copy of mock-engine inputs with each secret replaced by "[secret]", for printing and policies."""
+    if isinstance(value, dict):
+        if _SECRET_SIG in value.values():
+            return "[secret]"
+        return {k: redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    return value
 
 
 async def _resolve(output: Any) -> tuple[Any, bool, bool]:
@@ -168,16 +191,21 @@ def run_program(
     overrides: dict[str, Any] | None = None,
     stack_doc: dict[str, Any] | None = None,
     probe: Callable[[Any], dict[str, Any]] | None = None,
+    commit: Commit | None = None,
+    stack_outputs: dict[str, dict[str, Any]] | None = None,
 ) -> ProgramRun:
     """Run ``components.stack.build`` for a stack under mocks, as ``pulumi preview``/``up`` would.
 
     ``probe`` picks extra Outputs from the built components (e.g. the join token) to resolve like exports.
+    ``commit`` is the program's git commit (default: read from the checkout); ``stack_outputs`` holds the
+    outputs of other stacks, by fully qualified name, for StackReferences (the promotion gate).
     """
     from components.stack import build
     from keybuzz.config import load
 
     config, secret_keys = stack_config(stack, overrides, stack_doc)
-    mocks = RecordingMocks(preview)
+    mocks = RecordingMocks(preview, stack_outputs)
+    commit = commit or read_commit(REPO)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(config, secret_keys)
     options: dict[str, tuple[str | None, list[str]]] = {}
@@ -198,7 +226,7 @@ def run_program(
     def program() -> Any:
         pulumi.runtime.register_stack_transformation(record_options)
         cfg, secrets = load()
-        built = build(cfg, secrets)
+        built = build(cfg, secrets, commit)
         exported = {**built.exports, **(probe(built) if probe else {})}
 
         async def collect() -> None:
