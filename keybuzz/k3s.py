@@ -20,6 +20,8 @@ TOKEN_PATH = "/etc/rancher/k3s/cluster-token"
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 API_PORT = 6443
 READY_TIMEOUT_SECONDS = 300
+_HEREDOC_OPEN = "<<'KEYBUZZ_EOF'\n"
+_HEREDOC_CLOSE = "KEYBUZZ_EOF"
 
 # K3s refuses to start a server whose value for these differs from the cluster's
 # ("critical configuration value mismatch"), and changing the CNI of a live cluster is unsupported:
@@ -116,12 +118,21 @@ def install_script(role: str, version: str, config_yaml: str) -> str:
             "umask 077",
             "install -d -m 0755 /etc/rancher/k3s",
             f"cat > {TOKEN_PATH}.new && mv -f {TOKEN_PATH}.new {TOKEN_PATH}",
-            f"cat > {CONFIG_PATH}.new <<'KEYBUZZ_EOF'\n{config_yaml}KEYBUZZ_EOF",
+            f"cat > {CONFIG_PATH}.new {_HEREDOC_OPEN}{config_yaml}{_HEREDOC_CLOSE}",
             f"chmod 0600 {CONFIG_PATH}.new && mv -f {CONFIG_PATH}.new {CONFIG_PATH}",
             f"curl -sfL --retry 5 {shlex.quote(install_script_url(version))} -o /tmp/k3s-install.sh",
             f"INSTALL_K3S_VERSION={shlex.quote(version)} INSTALL_K3S_EXEC={role} sh /tmp/k3s-install.sh",
         ]
     )
+
+
+def config_in_install_script(script: str) -> str:
+    """The config.yaml text an install script writes (for plans and tests reading back what is declared)."""
+    start = script.find(_HEREDOC_OPEN)
+    end = script.find(_HEREDOC_CLOSE, start + len(_HEREDOC_OPEN))
+    if start < 0 or end < 0:
+        raise ValueError("not an install script from install_script(): no config heredoc")
+    return script[start + len(_HEREDOC_OPEN) : end]
 
 
 def wait_ready_script(timeout_seconds: int = READY_TIMEOUT_SECONDS) -> str:

@@ -9,6 +9,8 @@ import pytest
 import yaml
 from harness import STACKS, run_program, secret_value
 
+from keybuzz import k3s
+
 SERVER = "hcloud:index/server:Server"
 COMMAND = "command:remote:Command"
 
@@ -33,7 +35,7 @@ def servers_by_role(run, role):
 def rendered_config(run, node_name):
     """The config.yaml text inside a node's install command (between the heredoc markers)."""
     create = run.named(f"{cluster(run)}-k3s-install-{node_name}").inputs["create"]
-    return yaml.safe_load(re.search(r"<<'KEYBUZZ_EOF'\n(.*?)KEYBUZZ_EOF", create, re.S).group(1))
+    return yaml.safe_load(k3s.config_in_install_script(create))
 
 
 def cluster(run):

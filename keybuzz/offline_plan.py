@@ -1,0 +1,182 @@
+"""The offline plan: what a stack would deploy, and the policy verdict, with no cloud and no Pulumi CLI.
+
+Runs the program for one stack file under Pulumi's mock engine (keybuzz/offline.py), prints a
+readable plan read back from the declared resources, and feeds every resource to the guardrail
+policy pack in-process. It is the check a pull request runs:
+
+    bin/plan <stack> [--stack-file FILE] [--policy-config FILE]
+
+Exit status: 0 plan clean, 1 a mandatory policy violation, 2 a config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from keybuzz import k3s
+from keybuzz.config import ConfigError
+from keybuzz.offline import OPERATOR_VALUES, REPO, ProgramRun, run_program
+from keybuzz.promotion import read_commit
+
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+SERVER = "hcloud:index/server:Server"
+FIREWALL = "hcloud:index/firewall:Firewall"
+INSTALLATION = "kubernetes:operator.tigera.io/v1:Installation"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+DYNAMIC = "pulumi-python:dynamic:Resource"
+
+
+def guardrails() -> Any:
+    """The policy pack's pure module, imported as the CLI sees it (its folder on sys.path)."""
+    pack = str(REPO / "policies")
+    if pack not in sys.path:
+        sys.path.insert(0, pack)
+    return importlib.import_module("guardrails")
+
+
+def render_plan(run: ProgramRun, out: TextIO) -> None:
+    """Print what the run declared, grouped the way an operator reviews a change."""
+    w = out.write
+    commit = read_commit(REPO)
+    w(
+        f"keybuzz-k3s offline plan for stack '{run.stack}' (commit {commit.sha[:12] or 'unknown'}"
+        f"{', dirty' if commit.dirty else ''})\n"
+    )
+    w(
+        "  config: Pulumi.yaml defaults + the stack file; per-operator values not in it are placeholders: "
+        f"{', '.join(k.split(':', 1)[1] if k.startswith('keybuzz') else k for k in OPERATOR_VALUES)}\n"
+    )
+    w("  public IPs below are the mock engine's (documentation range); private IPs are the real plan\n\n")
+
+    servers = sorted(run.of_type(SERVER), key=lambda r: r.name)
+    if servers:
+        first = servers[0].inputs
+        w(f"Servers ({len(servers)}) in {first['location']}, image {first['image']}\n")
+        w(f"  {'name':<28} {'role':<7} {'pool':<14} {'type':<7} private IP\n")
+        for s in servers:
+            labels = s.inputs.get("labels", {})
+            w(
+                f"  {s.name:<28} {labels.get('role', ''):<7} {labels.get('pool', ''):<14} "
+                f"{s.inputs['serverType']:<7} {s.inputs['networks'][0]['ip']}\n"
+            )
+    for fw in run.of_type(FIREWALL):
+        w(f"\nFirewall {fw.inputs.get('name', fw.name)} (public interface; no outbound rule, no overlay port)\n")
+        for rule in fw.inputs.get("rules", []):
+            port = rule.get("port") or "-"
+            w(
+                f"  {rule['direction']:<3} {rule['protocol']:<5} {port:<5} from {', '.join(rule['sourceIps'])}"
+                f"  ({rule.get('description', '')})\n"
+            )
+
+    w("\nK3s config.yaml per role\n")
+    shown: set[str] = set()
+    for s in servers:
+        install = _find(run, f"-k3s-install-{s.name}")
+        if install is None:
+            continue
+        config = yaml.safe_load(k3s.config_in_install_script(install.inputs.get("create", "")))
+        role = _role_label(config)
+        if role in shown:
+            continue
+        shown.add(role)
+        w(f"  {role} ({s.name}):\n")
+        w("".join(f"    {line}\n" for line in yaml.safe_dump(config, sort_keys=True).splitlines()))
+
+    for inst in run.of_type(INSTALLATION):
+        network = inst.inputs["spec"]["calicoNetwork"]
+        w("\nCalico (tigera-operator Installation)\n")
+        for pool in network.get("ipPools", []):
+            w(
+                f"  pool {pool['name']}: {pool['cidr']} encapsulation {pool['encapsulation']}, block /"
+                f"{_num(pool['blockSize'])}, natOutgoing {pool['natOutgoing']}, nodeSelector {pool['nodeSelector']}\n"
+            )
+        w(
+            f"  MTU {_num(network['mtu'])}; BGP {network['bgp']}; node address from "
+            f"{', '.join(network['nodeAddressAutodetectionV4']['cidrs'])}; "
+            f"containerIPForwarding {network['containerIPForwarding']}\n"
+        )
+    for release in sorted(run.of_type(RELEASE), key=lambda r: r.name):
+        w(f"  chart {release.inputs['chart']} {release.inputs['version']} in {release.inputs['namespace']}\n")
+
+    gate = _find(run, "-promotion-gate")
+    w("\nPromotion gate: ")
+    if gate is None:
+        w("none (no promotesFrom)\n")
+    else:
+        w(
+            f"preview refuses unless stack '{gate.inputs['promotesFrom']}' exports verifiedCommit == this commit"
+            f"{' (override allowUnverifiedPromotion is ON)' if gate.inputs.get('allowUnverified') else ''}\n"
+        )
+
+    checks = [r for r in run.of_type(DYNAMIC) if "check" in r.inputs]
+    w(f"\nChecks run on every `pulumi up` ({len(checks)})\n")
+    for check in sorted(checks, key=lambda r: r.name):
+        w(f"  {check.inputs['check']:<10} {check.name}\n")
+    if not checks:
+        w("  none (verify.enabled is false)\n")
+
+
+def _num(value: Any) -> Any:
+    """Numbers come back from the engine as floats (protobuf Struct); print whole ones as ints."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _find(run: ProgramRun, suffix: str) -> Any:
+    return next((r for r in run.resources if r.name.endswith(suffix)), None)
+
+
+def _role_label(config: dict[str, Any]) -> str:
+    if config.get("cluster-init"):
+        return "first server"
+    return "joining server" if "flannel-backend" in config else "agent"
+
+
+def render_verdict(violations: Sequence[Any], checked: int, out: TextIO) -> bool:
+    """Print the policy verdict; True when nothing blocks."""
+    blocking = [v for v in violations if v.blocking]
+    out.write(
+        f"\nPolicy pack: {checked} resources checked, {len(blocking)} mandatory violation(s), "
+        f"{len(violations) - len(blocking)} advisory\n"
+    )
+    for v in violations:
+        out.write(f"  [{v.enforcement_level}] {v.policy}: {v.resource}: {v.message}\n")
+    return not blocking
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="bin/plan", description=__doc__.splitlines()[0])
+    parser.add_argument("stack", help="dev, staging or prod (reads Pulumi.<stack>.yaml)")
+    parser.add_argument("--stack-file", type=Path, help="plan this stack file instead of Pulumi.<stack>.yaml")
+    parser.add_argument("--policy-config", type=Path, help="a --policy-pack-config JSON file for the pack")
+    args = parser.parse_args(argv)
+
+    stack_file = args.stack_file or REPO / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.exists():
+        out.write(f"config error: no stack file {stack_file}\n")
+        return EXIT_CONFIG
+    policy_config = json.loads(args.policy_config.read_text()) if args.policy_config else None
+    try:
+        run = run_program(args.stack, stack_doc=yaml.safe_load(stack_file.read_text()) or {})
+    except ConfigError as exc:
+        out.write(f"config error in {stack_file.name}: {exc}\n")
+        return EXIT_CONFIG
+    render_plan(run, out)
+    pack = guardrails()
+    try:
+        violations = pack.evaluate(run.for_policies(), policy_config)
+    except pack.ConfigError as exc:
+        out.write(f"config error in the policy config: {exc}\n")
+        return EXIT_CONFIG
+    return EXIT_OK if render_verdict(violations, len(run.resources), out) else EXIT_POLICY
+
+
+if __name__ == "__main__":
+    sys.exit(main())
