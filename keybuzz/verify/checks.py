@@ -238,7 +238,7 @@ def run_plans(ctx: Context, plans: Sequence[plan.PodPlan]) -> tuple[dict[str, di
     with lock:
         for p, t in zip(plans, threads, strict=True):
             if t.is_alive() and p.node not in outputs:
-                errors[p.node] = "exec did not finish before the check deadline"
+                errors[p.node] = f"exec in {ns}/{p.pod} did not finish before the check deadline"
         return dict(outputs), dict(errors)
 
 

@@ -120,9 +120,9 @@ def latency_summary(samples_ms: Sequence[float]) -> dict[str, float] | None:
     if not samples_ms:
         return None
     return {
-        "min": round(min(samples_ms), 2),
-        "median": round(statistics.median(samples_ms), 2),
-        "max": round(max(samples_ms), 2),
+        "min": round(min(samples_ms), 3),
+        "median": round(statistics.median(samples_ms), 3),
+        "max": round(max(samples_ms), 3),
         "samples": len(samples_ms),
     }
 
@@ -716,15 +716,17 @@ def judge_mtu(
             bulk_ms.append(bulk.seconds * 1000)
         whats: list[str] = []
         cause = ""
-        if df.local_mtu is not None:
-            whats.append(f"DF ping of {size} bytes refused locally (mtu={df.local_mtu})")
-            cause = ("the pod's own interface or route MTU is below the pool MTU: Calico's veth MTU is not the "
-                     "configured one")
-        elif df.frag_needed_mtu is not None:
+        # After a "Frag needed" the kernel caches the PMTU and later sends fail locally with
+        # "message too long": the remote answer is the informative one, so it wins.
+        if df.frag_needed_mtu is not None:
             whats.append(f"DF ping of {size} bytes: Frag needed (mtu = {df.frag_needed_mtu}) from "
                          f"{df.frag_needed_from}")
             cause = (f"the path MTU ({df.frag_needed_mtu}) is smaller than the pool MTU ({mtu}): lower the pool "
                      "MTU (Hetzner private network 1450 − IPIP 20 = 1430)")
+        elif df.local_mtu is not None:
+            whats.append(f"DF ping of {size} bytes refused locally (mtu={df.local_mtu})")
+            cause = ("the pod's own interface or route MTU is below the pool MTU: Calico's veth MTU is not the "
+                     "configured one")
         elif not ping_ok(df):
             whats.append(f"DF ping of {size} bytes lost ({df.loss_pct:g}% loss) while small pings pass")
             cause = "mtu-black-hole"
