@@ -375,6 +375,10 @@ def check_ingress(ctx: Context) -> Verdict:
 def check_external(ctx: Context) -> Verdict:
     nodes, urls = ctx.inputs.node_names, ctx.inputs.external_urls
     if not urls:
+        # Nothing to fetch, but still prove the API answers: a skipped check must not mask an
+        # unreachable cluster.
+        with ctx.progress.step("list nodes"):
+            ctx.access.list_nodes()
         return judge.judge_external(nodes, {}, {}, urls)
     pods = discover(ctx, need_echo=False)
     outputs, errors = run_plans(ctx, plan.plan_external(nodes, pods, urls))
