@@ -113,8 +113,8 @@ def test_provider_needs_the_project_directory_as_cwd(tmp_path):
     # by-reference class cannot be found. This pins that assumption.
     blob = serialize_provider(providers.CheckProvider("mesh"))
     load = "import base64, sys, dill; dill.loads(base64.b64decode(sys.stdin.read()))"
-    done = subprocess.run([sys.executable, "-c", load], input=blob, cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    done = subprocess.run([sys.executable, "-c", load], input=blob, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
     assert done.returncode != 0
     assert "No module named 'keybuzz'" in done.stderr
 
