@@ -14,6 +14,7 @@ from components.ingress import IngressNginx
 from components.k3s import K3sCluster
 from components.network import PrivateNetwork
 from components.servers import NodeServers
+from components.verification import OverlayVerification
 from keybuzz import promotion
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.promotion import Commit
@@ -29,6 +30,7 @@ class Built:
     ingress: IngressNginx
     run_id: str
     gate: promotion.PromotionGate | None
+    verification: OverlayVerification | None
     exports: dict[str, Any]
 
 
@@ -46,6 +48,19 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
     run_id = uuid.uuid4().hex
     calico = CalicoNetwork(f"{cfg.cluster_name}-calico", cfg, cluster.provider, cluster.joined, run_id)
     ingress = IngressNginx(f"{cfg.cluster_name}-ingress-nginx", cfg, cluster.provider, calico.ready)
+    verification = None
+    if cfg.verify.enabled:
+        verification = OverlayVerification(
+            f"{cfg.cluster_name}-verify",
+            cfg,
+            cluster.provider,
+            cluster.kubeconfig,
+            calico.mtu,
+            run_id,
+            after=[calico.ready, calico.pool, ingress.release],
+        )
+    # Set only when every check passed in this run, on a clean checkout: the promotion gate's input.
+    checks_passed = verification.all_passed if verification else pulumi.Output.from_input(False)
     exports = {
         "kubeconfig": cluster.kubeconfig,
         "nodes": [
@@ -61,9 +76,27 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
         ],
         "apiServer": pulumi.Output.concat("https://", servers.servers[0].public_ip, ":6443"),
         "podMtu": calico.mtu,
+        "verifiedCommit": checks_passed.apply(lambda ok: promotion.verified_commit(commit, ok)),
+        "checks": {
+            name: {
+                "tested": c.tested,
+                "total": c.total,
+                "failed": c.failed,
+                "skipped": c.skipped,
+                "latencyMs": c.latencyMs,
+            }
+            for name, c in (verification.checks.items() if verification else [])
+        },
     }
     return Built(
-        servers=servers, k3s=cluster, calico=calico, ingress=ingress, run_id=run_id, gate=gate, exports=exports
+        servers=servers,
+        k3s=cluster,
+        calico=calico,
+        ingress=ingress,
+        run_id=run_id,
+        gate=gate,
+        verification=verification,
+        exports=exports,
     )
 
 

@@ -36,6 +36,8 @@ OPERATOR_VALUES: dict[str, Any] = {
     "hcloud:token": {"secure": "v1:placeholder"},
 }
 
+CHECK_TYPE_PREFIX = "pulumi-python:dynamic/keybuzz:"  # the overlay checks (keybuzz/verify/providers.py)
+
 SAMPLE_K3S_KUBECONFIG = """\
 apiVersion: v1
 clusters:
@@ -103,9 +105,15 @@ class Declared:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like a cloud would; on a preview, leaves server-assigned values unknown."""
 
-    def __init__(self, preview: bool, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        preview: bool,
+        stack_outputs: dict[str, dict[str, Any]] | None = None,
+        failing_checks: frozenset[str] = frozenset(),
+    ) -> None:
         self.preview = preview
         self.stack_outputs = stack_outputs or {}
+        self.failing_checks = failing_checks
         self.declared: dict[str, Declared] = {}
         self._next_id = 1000
 
@@ -124,6 +132,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["ipv4Address"] = f"203.0.113.{self._next_id % 250 + 1}"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = "x" * int(args.inputs.get("length", 16))
+        elif args.typ.startswith(CHECK_TYPE_PREFIX):
+            # A check that passed; ``failing_checks`` stands in for a cluster where some did not.
+            failed = args.name.rsplit("-", 1)[-1] in self.failing_checks
+            state.update(passed=not failed, skipped=False, total=1, failed=int(failed), tested="(mock)")
         elif args.typ == "command:remote:Command":
             create = args.inputs.get("create", "")
             state["stdout"] = SAMPLE_K3S_KUBECONFIG if "k3s.yaml" in create else ""
@@ -165,6 +177,11 @@ def secret_value(value: Any) -> Any:
     return value["value"]
 
 
+def unwrap_secret(value: Any) -> Any:
+    """The plain value of an input, whether or not the mock engine received it as a secret."""
+    return value["value"] if isinstance(value, dict) and _SECRET_SIG in value.values() else value
+
+
 def redact_secrets(value: Any) -> Any:
     """A copy of mock-engine inputs with each secret replaced by "[secret]", for printing and policies."""
     if isinstance(value, dict):
@@ -193,18 +210,20 @@ def run_program(
     probe: Callable[[Any], dict[str, Any]] | None = None,
     commit: Commit | None = None,
     stack_outputs: dict[str, dict[str, Any]] | None = None,
+    failing_checks: frozenset[str] = frozenset(),
 ) -> ProgramRun:
     """Run ``components.stack.build`` for a stack under mocks, as ``pulumi preview``/``up`` would.
 
     ``probe`` picks extra Outputs from the built components (e.g. the join token) to resolve like exports.
     ``commit`` is the program's git commit (default: read from the checkout); ``stack_outputs`` holds the
     outputs of other stacks, by fully qualified name, for StackReferences (the promotion gate).
+    ``failing_checks`` names overlay checks (e.g. "mesh") that report ``passed: false``.
     """
     from components.stack import build
     from keybuzz.config import load
 
     config, secret_keys = stack_config(stack, overrides, stack_doc)
-    mocks = RecordingMocks(preview, stack_outputs)
+    mocks = RecordingMocks(preview, stack_outputs, failing_checks)
     commit = commit or read_commit(REPO)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(config, secret_keys)

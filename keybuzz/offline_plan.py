@@ -23,7 +23,7 @@ import yaml
 
 from keybuzz import k3s
 from keybuzz.config import ConfigError
-from keybuzz.offline import OPERATOR_VALUES, REPO, ProgramRun, run_program
+from keybuzz.offline import CHECK_TYPE_PREFIX, OPERATOR_VALUES, REPO, ProgramRun, run_program
 from keybuzz.promotion import read_commit
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
@@ -31,7 +31,6 @@ SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
 INSTALLATION = "kubernetes:operator.tigera.io/v1:Installation"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-DYNAMIC = "pulumi-python:dynamic:Resource"
 
 
 def guardrails() -> Any:
@@ -116,10 +115,10 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
             f"{' (override allowUnverifiedPromotion is ON)' if gate.inputs.get('allowUnverified') else ''}\n"
         )
 
-    checks = [r for r in run.of_type(DYNAMIC) if "check" in r.inputs]
-    w(f"\nChecks run on every `pulumi up` ({len(checks)})\n")
+    checks = [r for r in run.resources if r.type.startswith(CHECK_TYPE_PREFIX)]
+    w(f"\nChecks run on every `pulumi up` ({len(checks)}; each fails the update when its paths are broken)\n")
     for check in sorted(checks, key=lambda r: r.name):
-        w(f"  {check.inputs['check']:<10} {check.name}\n")
+        w(f"  {check.type.removeprefix(CHECK_TYPE_PREFIX):<20} {check.name}\n")
     if not checks:
         w("  none (verify.enabled is false)\n")
 
@@ -147,7 +146,7 @@ def render_verdict(violations: Sequence[Any], checked: int, out: TextIO) -> bool
         f"{len(violations) - len(blocking)} advisory\n"
     )
     for v in violations:
-        out.write(f"  [{v.enforcement_level}] {v.policy}: {v.resource}: {v.message}\n")
+        out.write(f"  {v}\n")
     return not blocking
 
 

@@ -192,17 +192,21 @@ POD_SPEC_PATHS = {
 
 
 def test_no_workload_outside_system_namespaces_uses_the_host_network(run):
+    inspected = 0
     for resource in run.resources:
         if not resource.type.startswith("kubernetes:") or "spec" not in resource.inputs:
             continue
         kind = resource.type.rsplit(":", 1)[-1]
-        path = POD_SPEC_PATHS.get(kind, ("spec", "template", "spec"))
+        if kind not in ("Pod", "Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Job", "CronJob"):
+            continue
         pod = resource.inputs
-        for key in path:
-            pod = pod.get(key) or {} if isinstance(pod, dict) else {}
+        for key in POD_SPEC_PATHS.get(kind, ("spec", "template", "spec")):
+            pod = pod.get(key) or {}
         namespace = (resource.inputs.get("metadata") or {}).get("namespace", "default")
         if namespace in SYSTEM_NAMESPACES:
             continue
+        inspected += 1
         assert not pod.get("hostNetwork"), resource.name
         for container in pod.get("containers", []) + pod.get("initContainers", []):
             assert not [p for p in container.get("ports", []) if p.get("hostPort")], resource.name
+    assert inspected == 2  # the probe fixture's echo and client DaemonSets (namespace overlay-probe)

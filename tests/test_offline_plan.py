@@ -1,0 +1,91 @@
+"""The offline plan a pull request runs: readable, policy-checked, no cloud, no CLI, no network."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+from harness import REPO, STACKS
+
+from keybuzz.offline_plan import EXIT_CONFIG, EXIT_OK, EXIT_POLICY, main
+
+
+def plan(*argv):
+    out = io.StringIO()
+    code = main(list(argv), out)
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_plan_prints_servers_firewall_k3s_calico_and_checks(stack):
+    code, text = plan(stack)
+    assert code == EXIT_OK, text
+    assert f"offline plan for stack '{stack}'" in text
+    assert re.search(rf"keybuzz-{stack}-cp-1 +server +control-plane +cx\d+ +10\.0\.1\.10\n", text)
+    assert "10.0.1.10" in text and "10.0.1.20" in text
+    assert "in  tcp   6443  from 198.51.100.0/24" in text
+    assert "udp" not in text.split("Firewall", 1)[1].split("K3s config", 1)[0]
+    assert "flannel-backend: none" in text and "cluster-init: true" in text
+    assert "pool default-ipv4-ippool: 10.42.0.0/16 encapsulation IPIP, block /26" in text
+    assert "MTU 1430" in text
+    assert "Checks run on every `pulumi up` (7;" in text and "PodMeshCheck" in text
+    assert "0 mandatory violation(s)" in text
+
+
+def test_plan_names_the_promotion_gate_of_a_gated_stack():
+    _, text = plan("prod")
+    assert "preview refuses unless stack 'staging' exports verifiedCommit == this commit" in text
+    _, text = plan("dev")
+    assert "Promotion gate: none" in text
+
+
+def test_a_stack_file_that_violates_a_policy_fails_the_plan_with_the_policys_message(tmp_path):
+    doc = yaml.safe_load((REPO / "Pulumi.staging.yaml").read_text())
+    doc["config"]["keybuzz-k3s:adminCidrs"] = ["0.0.0.0/0"]
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(yaml.safe_dump(doc))
+    policy_config = tmp_path / "policy.json"
+    policy_config.write_text(json.dumps({"admin-ports-not-world": "mandatory"}))
+
+    code, text = plan("staging", "--stack-file", str(stack_file), "--policy-config", str(policy_config))
+    assert code == EXIT_POLICY
+    assert "[mandatory] admin-ports-not-world: keybuzz-staging-firewall" in text
+    assert "0.0.0.0/0" in text
+
+
+def test_with_the_packs_defaults_a_world_open_admin_port_is_only_advisory(tmp_path):
+    doc = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())
+    doc["config"]["keybuzz-k3s:adminCidrs"] = ["0.0.0.0/0"]
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(yaml.safe_dump(doc))
+    code, text = plan("dev", "--stack-file", str(stack_file))
+    assert code == EXIT_OK
+    assert "[advisory] admin-ports-not-world" in text
+
+
+def test_a_config_error_fails_the_plan_naming_key_and_value(tmp_path):
+    doc = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    doc["config"]["keybuzz-k3s:controlPlane"] = {"count": 2, "serverType": "cx33"}
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(doc))
+    code, text = plan("prod", "--stack-file", str(stack_file))
+    assert code == EXIT_CONFIG
+    assert "config 'controlPlane.count' = 2 is invalid" in text
+
+
+def test_a_missing_stack_file_is_a_config_error():
+    code, text = plan("qa")
+    assert code == EXIT_CONFIG and "no stack file" in text
+
+
+def test_bin_plan_runs_from_a_shell_with_no_cloud_credentials():
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    done = subprocess.run(
+        [str(REPO / "bin" / "plan"), "dev"], cwd="/", capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "offline plan for stack 'dev'" in done.stdout
