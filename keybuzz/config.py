@@ -45,6 +45,8 @@ _LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-
 _TAINT_RE = re.compile(r"^(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>NoSchedule|PreferNoSchedule|NoExecute)$")
 _WORLD = ("0.0.0.0/0", "::/0")
 PROD_STACKS = ("prod",)
+# The promotion chain: these stacks only deploy what the previous stage verified (keybuzz/promotion.py).
+PROMOTION_CHAIN = {"staging": "dev", "prod": "staging"}
 
 
 class ConfigError(ValueError):
@@ -311,6 +313,18 @@ def _mtu_override(value: object) -> int:
         raise ConfigError("calicoMtu", mtu, f"0 (derive it) or {str(exc).split('allowed: ', 1)[-1]}") from None
 
 
+def _promotes_from(value: object, stack: str) -> str:
+    promotes_from = "" if value in (None, "") else _string(value, "promotesFrom", "a stack name")
+    required = PROMOTION_CHAIN.get(stack)
+    if required and promotes_from != required:
+        raise ConfigError(
+            "promotesFrom", promotes_from, f"'{required}' in stack '{stack}' (dev -> staging -> prod); never ungated"
+        )
+    if promotes_from == stack:
+        raise ConfigError("promotesFrom", promotes_from, "another stack than this one")
+    return promotes_from
+
+
 VERIFY_FIELDS = {"enabled", "timeoutSeconds", "externalUrls", "clientImage", "echoImage", "ingressHost"}
 
 
@@ -445,7 +459,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         calico_mtu=_mtu_override(raw.get("calicoMtu", 0)),
         ingress_nginx_version=ingress_version,
         verify=_verify(_require(raw, "verify"), defaults.get("verify") or {}),
-        promotes_from=(raw.get("promotesFrom") or "").strip(),
+        promotes_from=_promotes_from(raw.get("promotesFrom"), stack),
         allow_unverified_promotion=_bool(raw.get("allowUnverifiedPromotion", False), "allowUnverifiedPromotion"),
     )
 

@@ -220,3 +220,15 @@ def test_mtu_override_outside_what_fits_ipip_is_refused(mtu):
     err = error_for(calicoMtu=mtu)
     assert err.key == "calicoMtu" and err.value == mtu
     assert "1280 to 1430" in str(err)
+
+
+@pytest.mark.parametrize(("stack", "value"), [("prod", ""), ("prod", "dev"), ("staging", "")])
+def test_gated_stacks_must_promote_from_the_previous_stage(stack, value):
+    err = error_for(stack, promotesFrom=value)
+    assert err.key == "promotesFrom" and err.value == value
+    assert "never ungated" in str(err)
+
+
+def test_a_stack_cannot_promote_from_itself():
+    err = error_for("qa", promotesFrom="qa")
+    assert err.key == "promotesFrom" and "another stack" in str(err)
