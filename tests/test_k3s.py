@@ -12,7 +12,8 @@ from keybuzz.guards import CriticalConfigProvider, critical_changes
 
 
 def staging_like():
-    return parse_config(raw_config(controlPlane={"count": 3, "serverType": "cx23"}), "staging", project_defaults())
+    raw = raw_config(controlPlane={"count": 3, "serverType": "cx23"}, promotesFrom="dev")
+    return parse_config(raw, "staging", project_defaults())
 
 
 def test_first_server_initialises_etcd_with_flannel_off():

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from keybuzz.calico import DEFAULT_POOL_NAME
 from keybuzz.verify import fixture, judge, plan
 from keybuzz.verify.cluster import ClusterAccess, ClusterAccessError
 from keybuzz.verify.judge import Failure, Verdict
@@ -30,7 +31,7 @@ CHECK_TITLES = {
     "external": "external URLs",
 }
 CALICO_GROUP, CALICO_VERSION = "crd.projectcalico.org", "v1"
-IPPOOL_NAME = "default-ipv4-ippool"
+IPPOOL_NAME = DEFAULT_POOL_NAME  # the pool the program declares (keybuzz/calico.py)
 CALICO_NAMESPACES = ("calico-system", "kube-system")  # operator install, manifest install
 CALICO_NODE_SELECTOR = "k8s-app=calico-node"
 MAX_ATTEMPTS = 3

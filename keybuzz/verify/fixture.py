@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from keybuzz import ingress
 from keybuzz.verify.plan import BULK_BYTES, BULK_PATH, CLIENT_CONTAINER, ECHO_PORT, NODE_PATH, SERVICE_PORT
 
 NAMESPACE = "overlay-probe"
 ECHO_NAME = "overlay-probe-echo"
 CLIENT_NAME = "overlay-probe-client"
 ECHO_CONTAINER = "echo"
-INGRESS_CLASS = "nginx"
+INGRESS_CLASS = ingress.INGRESS_CLASS  # the class ingress-nginx serves (keybuzz/ingress.py)
 DEFAULT_INGRESS_HOST = "overlay-probe.invalid"
 NODE_STATUS_PREFIX = "overlay-probe-"
 # Digests are the multi-arch index digests of these tags, as pinned by several unrelated public

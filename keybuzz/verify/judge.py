@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from keybuzz.calico import HETZNER_PRIVATE_NETWORK_MTU as NETWORK_MTU
+from keybuzz.calico import IPIP_OVERHEAD_BYTES as IPIP_OVERHEAD
 from keybuzz.verify.plan import (
     BULK_BYTES,
     BULK_TIMEOUT_S,
@@ -722,7 +724,8 @@ def judge_mtu(
             whats.append(f"DF ping of {size} bytes: Frag needed (mtu = {df.frag_needed_mtu}) from "
                          f"{df.frag_needed_from}")
             cause = (f"the path MTU ({df.frag_needed_mtu}) is smaller than the pool MTU ({mtu}): lower the pool "
-                     "MTU (Hetzner private network 1450 − IPIP 20 = 1430)")
+                     f"MTU (Hetzner private network {NETWORK_MTU} − IPIP {IPIP_OVERHEAD} = "
+                     f"{NETWORK_MTU - IPIP_OVERHEAD})")
         elif df.local_mtu is not None:
             whats.append(f"DF ping of {size} bytes refused locally (mtu={df.local_mtu})")
             cause = ("the pod's own interface or route MTU is below the pool MTU: Calico's veth MTU is not the "
@@ -742,7 +745,8 @@ def judge_mtu(
             failures.append(Failure(where, "; ".join(whats), cause))
     black_hole = (f"MTU black hole: full-size packets are silently dropped while small ones pass (PMTU "
                   f"discovery broken); the pool MTU {mtu} is too large for the path: Hetzner private "
-                  "networks carry 1450, IPIP needs 20 of it, so the pool MTU must be <= 1430")
+                  f"networks carry {NETWORK_MTU}, IPIP needs {IPIP_OVERHEAD} of it, so the pool MTU must be <= "
+                  f"{NETWORK_MTU - IPIP_OVERHEAD}")
     failures = [Failure(f.where, f.what, black_hole) if f.cause == "mtu-black-hole" else f for f in failures]
     pairs = cross_node_pairs(nodes)
     return Verdict(
