@@ -480,8 +480,22 @@ def load() -> tuple[ClusterConfig, Secrets]:
             raw[key] = json.loads(text) if key in STRUCTURED_KEYS else text
         except json.JSONDecodeError:
             raise ConfigError(key, text, "valid structured YAML/JSON") from None
-    secrets = Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"))
-    return parse_config(raw, pulumi.get_stack(), project_defaults()), secrets
+    parsed = parse_config(raw, pulumi.get_stack(), project_defaults())
+    return parsed, read_secrets(cfg)
+
+
+def read_secrets(cfg: Any) -> Secrets:
+    """Secret config as Outputs; a private key typed in plain text is refused, not used."""
+    from pulumi.runtime.config import is_config_secret
+
+    key = f"{cfg.name}:sshPrivateKey"
+    if not cfg.get("sshPrivateKey"):
+        return Secrets(ssh_private_key=None)
+    if not is_config_secret(key):
+        raise ConfigError(
+            "sshPrivateKey", "[plain text, not shown]", "a secret: pulumi config set --secret sshPrivateKey < KEYFILE"
+        )
+    return Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"))
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,11 @@ SECRET_PLACEHOLDER = "mock-secret-value"
 PLACEHOLDER_SSH_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl placeholder@keybuzz"
 )
-# What the README's "First run" asks every operator to set (never committed in stack files), with
-# placeholder values from the documentation ranges.
+# What the README's "First run" asks the team to set in each stack file (the CLI refuses a stack
+# without them), with placeholder values from the documentation ranges, used where a file lacks them.
 OPERATOR_VALUES: dict[str, Any] = {
     f"{PROJECT}:sshPublicKeys": [PLACEHOLDER_SSH_KEY],
     f"{PROJECT}:adminCidrs": ["198.51.100.0/24"],
-    "hcloud:token": {"secure": "v1:placeholder"},
 }
 
 CHECK_TYPE_PREFIX = "pulumi-python:dynamic/keybuzz:"  # the overlay checks (keybuzz/verify/providers.py)

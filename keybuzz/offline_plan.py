@@ -50,7 +50,7 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
         f"{', dirty' if commit.dirty else ''})\n"
     )
     w(
-        "  config: Pulumi.yaml defaults + the stack file; per-operator values not in it are placeholders: "
+        "  config: Pulumi.yaml defaults + the stack file; values it lacks are placeholders: "
         f"{', '.join(k.split(':', 1)[1] if k.startswith('keybuzz') else k for k in OPERATOR_VALUES)}\n"
     )
     w("  public IPs below are the mock engine's (documentation range); private IPs are the real plan\n\n")

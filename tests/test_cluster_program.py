@@ -188,6 +188,15 @@ def test_secure_values_in_a_stack_file_are_loaded_as_secrets():
     assert secret_value(install.inputs["connection"])["privateKey"] == "mock-secret-value"
 
 
+def test_a_private_key_set_in_plain_text_is_refused_without_showing_it():
+    from keybuzz.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("dev", overrides={"keybuzz-k3s:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"})
+    assert caught.value.key == "sshPrivateKey"
+    assert "BEGIN" not in str(caught.value) and "--secret" in str(caught.value)
+
+
 def test_without_a_private_key_pulumi_uses_the_ssh_agent():
     dev = run_program("dev")
     install = next(c for c in dev.of_type(COMMAND) if "-k3s-install-" in c.name)
