@@ -64,7 +64,9 @@ class NodeServers(pulumi.ComponentResource):
                 ssh_keys=[k.id for k in keys],
                 placement_group_id=groups[group_key].id.apply(int),
                 firewall_ids=[firewall_id],
-                networks=[hcloud.ServerNetworkArgs(network_id=network_id, ip=node.private_ip)],
+                # alias_ips=[] stops the provider from detaching/re-attaching the network on every
+                # update (terraform-provider-hcloud issue 650).
+                networks=[hcloud.ServerNetworkArgs(network_id=network_id, ip=node.private_ip, alias_ips=[])],
                 public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
                 labels=node_labels(cfg, node),
                 # The subnet must exist before a server can be attached to it (hcloud API).

@@ -57,6 +57,7 @@ def test_prod_has_at_least_three_workers():
 def test_private_ips_are_unique_and_inside_the_subnet(run):
     subnet = ipaddress.ip_network("10.0.1.0/24")
     ips = [s.inputs["networks"][0]["ip"] for s in run.of_type(SERVER)]
+    assert all(s.inputs["networks"][0]["aliasIps"] == [] for s in run.of_type(SERVER))
     assert len(set(ips)) == len(ips)
     for ip in ips:
         address = ipaddress.ip_address(ip)
