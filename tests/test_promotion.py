@@ -121,3 +121,22 @@ def test_dev_is_ungated():
     dev = run_program("dev", commit=CLEAN)
     assert not [r for r in dev.resources if r.name.endswith("-promotion-gate")]
     assert not dev.of_type("pulumi:pulumi:StackReference")
+
+
+def test_an_overridden_gate_is_logged_loudly(caplog):
+    caplog.set_level("WARNING")
+    run_program(
+        "prod",
+        commit=CLEAN,
+        overrides={"keybuzz-k3s:allowUnverifiedPromotion": True},
+        stack_outputs={"organization/keybuzz-k3s/staging": {"verifiedCommit": OTHER}},
+    )
+    warnings = [r.getMessage() for r in caplog.records if "PROMOTION GATE OVERRIDDEN" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "stack 'staging' verified fedcba987654, but this is 0123456789ab" in warnings[0]
+
+
+def test_a_gate_that_passes_logs_nothing(caplog):
+    caplog.set_level("WARNING")
+    run_program("prod", commit=CLEAN, stack_outputs={"organization/keybuzz-k3s/staging": {"verifiedCommit": SHA}})
+    assert not [r for r in caplog.records if "PROMOTION GATE" in r.getMessage()]
