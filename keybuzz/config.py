@@ -7,6 +7,8 @@ half-way through a deployment.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -43,7 +45,7 @@ _K3S_VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
 _SEMVER_RE = re.compile(r"^v?\d+\.\d+\.\d+$")
 _LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _TAINT_RE = re.compile(r"^(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>NoSchedule|PreferNoSchedule|NoExecute)$")
-_WORLD = ("0.0.0.0/0", "::/0")
+WORLD_CIDRS = ("0.0.0.0/0", "::/0")
 PROD_STACKS = ("prod",)
 # The promotion chain: these stacks only deploy what the previous stage verified (keybuzz/promotion.py).
 PROMOTION_CHAIN = {"staging": "dev", "prod": "staging"}
@@ -245,9 +247,6 @@ def _ssh_key(value: object, key: str) -> str:
     match = _SSH_KEY_RE.match(text)
     if not match or match["type"] not in SSH_KEY_TYPES:
         raise ConfigError(key, _shorten(text), f"an OpenSSH public key line of type {', '.join(SSH_KEY_TYPES)}")
-    import base64
-    import binascii
-
     try:
         blob = base64.b64decode(match["body"], validate=True)
     except (binascii.Error, ValueError):
@@ -403,7 +402,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
     if stack in PROD_STACKS:
         if not admin:
             raise ConfigError("adminCidrs", admin, f"in stack '{stack}', at least one office/VPN CIDR")
-        world = [c for c in admin if c in _WORLD]
+        world = [c for c in admin if c in WORLD_CIDRS]
         if world:
             raise ConfigError("adminCidrs", admin, f"in stack '{stack}', no world-open range ({', '.join(world)})")
 

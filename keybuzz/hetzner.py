@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from keybuzz.config import ClusterConfig, Node
+from keybuzz.config import WORLD_CIDRS, ClusterConfig, Node
 
-WORLD = ["0.0.0.0/0", "::/0"]
+WORLD = list(WORLD_CIDRS)
 SSH_PORT = "22"
 KUBE_API_PORT = "6443"
 # Hetzner spread placement groups hold at most 10 servers.

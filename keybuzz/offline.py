@@ -64,15 +64,12 @@ def stack_config(
     stack: str, overrides: dict[str, Any] | None = None, stack_doc: dict[str, Any] | None = None
 ) -> tuple[dict[str, str], list[str]]:
     """The config the CLI would hand the program: ({"project:key": json-or-string}, secret keys)."""
-    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
-    values: dict[str, Any] = {
-        f"{PROJECT}:{key}": decl["default"]
-        for key, decl in project["config"].items()
-        if isinstance(decl, dict) and "default" in decl
-    }
+    from keybuzz.config import project_defaults
+
+    values: dict[str, Any] = {f"{PROJECT}:{key}": value for key, value in project_defaults().items()}
     if stack_doc is None:
         stack_doc = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
-    # Per-operator values fill in only what the stack file lacks (`pulumi config set` writes there).
+    # Placeholders fill in only what the stack file lacks.
     values.update(OPERATOR_VALUES)
     values.update(stack_doc.get("config") or {})
     values.update(overrides or {})

@@ -232,3 +232,36 @@ def test_gated_stacks_must_promote_from_the_previous_stage(stack, value):
 def test_a_stack_cannot_promote_from_itself():
     err = error_for("qa", promotesFrom="qa")
     assert err.key == "promotesFrom" and "another stack" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "value"),
+    [
+        ({"image": ""}, "image", ""),
+        ({"controlPlane": {"count": 1, "serverType": ""}}, "controlPlane.serverType", ""),
+        ({"controlPlane": {"count": 1, "serverType": "cx23", "size": 2}}, "controlPlane", None),
+        ({"nodePools": [{"name": "w", "count": 1, "serverType": " "}]}, "nodePools[0].serverType", " "),
+        ({"nodePools": [{"name": "Workers", "count": 1, "serverType": "cx23"}]}, "nodePools[0].name", "Workers"),
+        (
+            {"nodePools": [{"name": "w", "count": 1, "serverType": "cx23", "labels": {"a b": "c"}}]},
+            "nodePools[0].labels.a b",
+            "c",
+        ),
+        ({"nodePools": "workers"}, "nodePools", "workers"),
+        ({"networkCidr": "10.0.0.0/33"}, "networkCidr", "10.0.0.0/33"),
+        ({"serviceCidr": "fd00::/108"}, "serviceCidr", "fd00::/108"),
+        ({"calicoMtu": "auto"}, "calicoMtu", "auto"),
+        ({"verify": {"enabled": "yes"}}, "verify.enabled", "yes"),
+        ({"verify": {"timeoutSeconds": 2}}, "verify.timeoutSeconds", 2),
+        ({"verify": {"ingressHost": ""}}, "verify.ingressHost", ""),
+        ({"verify": {"echoImage": "nginx"}}, "verify.echoImage", "nginx"),
+        ({"verify": {"retries": 3}}, "verify", None),
+        ({"allowUnverifiedPromotion": "maybe"}, "allowUnverifiedPromotion", "maybe"),
+    ],
+)
+def test_every_other_key_refuses_a_bad_value_by_name(overrides, key, value):
+    err = error_for(**overrides)
+    assert err.key == key
+    if value is not None:
+        assert err.value == value
+    assert str(err).startswith(f"config '{key}' = ")
