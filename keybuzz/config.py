@@ -65,6 +65,7 @@ class ConfigError(ValueError):
 class ControlPlane:
     count: int
     server_type: str
+    upgrade_disk: bool = False  # a type change also grows the disk (then the type can never go down again)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,21 @@ class NodePool:
     server_type: str
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[str, ...] = ()
+    upgrade_disk: bool = False
+
+
+# Hetzner Load Balancer in front of the K3s servers' API (port 6443).
+API_LB_MODES = ("auto", "on", "off")
+# Host offset of the load balancer's fixed private IP in the subnet (servers are at 10.., workers at 20..).
+API_LB_PRIVATE_OFFSET = 5
+
+
+@dataclass(frozen=True)
+class ApiLoadBalancer:
+    """``mode`` auto: on when there is more than one server. ``type`` is a pinned Hetzner LB type."""
+
+    mode: str
+    type: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,7 @@ class Node:
     private_ip: str
     labels: dict[str, str]
     taints: tuple[str, ...]
+    upgrade_disk: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,10 +140,29 @@ class ClusterConfig:
     verify: VerifyConfig
     promotes_from: str
     allow_unverified_promotion: bool
+    api_load_balancer: ApiLoadBalancer = ApiLoadBalancer("auto", "lb11")
+    deletion_protection: bool = False
+    agent_upgrade_batch_size: int = 1
 
     @property
     def network_zone(self) -> str:
         return NETWORK_ZONES[self.location]
+
+    @property
+    def api_lb_enabled(self) -> bool:
+        """The API load balancer exists: explicitly on, or auto with more than one server."""
+        mode = self.api_load_balancer.mode
+        return mode == "on" or (mode == "auto" and self.control_plane.count > 1)
+
+    @property
+    def api_lb_private_ip(self) -> str:
+        """The load balancer's fixed private IP (known at plan time, so configs can name it)."""
+        return str(ipaddress.ip_network(self.subnet_cidr).network_address + API_LB_PRIVATE_OFFSET)
+
+    @property
+    def join_ip(self) -> str:
+        """The private address every joining node registers through: the load balancer, else the first server."""
+        return self.api_lb_private_ip if self.api_lb_enabled else self.servers[0].private_ip
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -158,6 +194,7 @@ def plan_nodes(cfg: ClusterConfig) -> tuple[Node, ...]:
             private_ip=str(subnet.network_address + CONTROL_PLANE_FIRST_OFFSET + i),
             labels={},
             taints=(),
+            upgrade_disk=cfg.control_plane.upgrade_disk,
         )
         for i in range(cfg.control_plane.count)
     ]
@@ -174,6 +211,7 @@ def plan_nodes(cfg: ClusterConfig) -> tuple[Node, ...]:
                     private_ip=str(subnet.network_address + offset),
                     labels=dict(pool.labels),
                     taints=pool.taints,
+                    upgrade_disk=pool.upgrade_disk,
                 )
             )
             offset += 1
@@ -359,7 +397,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
     if location not in NETWORK_ZONES:
         raise ConfigError("location", location, f"one of {', '.join(NETWORK_ZONES)}")
 
-    cp_raw = _object(_require(raw, "controlPlane"), "controlPlane", {"count", "serverType"})
+    cp_raw = _object(_require(raw, "controlPlane"), "controlPlane", {"count", "serverType", "upgradeDisk"})
     cp_count = _int(cp_raw.get("count"), "controlPlane.count", minimum=1)
     if cp_count % 2 == 0:
         raise ConfigError(
@@ -367,12 +405,16 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         )
     if cp_count > CONTROL_PLANE_MAX:
         raise ConfigError("controlPlane.count", cp_count, f"at most {CONTROL_PLANE_MAX}")
-    control_plane = ControlPlane(cp_count, _string(cp_raw.get("serverType"), "controlPlane.serverType"))
+    control_plane = ControlPlane(
+        cp_count,
+        _string(cp_raw.get("serverType"), "controlPlane.serverType"),
+        _bool(cp_raw.get("upgradeDisk", False), "controlPlane.upgradeDisk"),
+    )
 
     pools: list[NodePool] = []
     for i, pool_raw in enumerate(_list(_require(raw, "nodePools"), "nodePools")):
         key = f"nodePools[{i}]"
-        pool = _object(pool_raw, key, {"name", "count", "serverType", "labels", "taints"})
+        pool = _object(pool_raw, key, {"name", "count", "serverType", "labels", "taints", "upgradeDisk"})
         name = _name(pool.get("name"), f"{key}.name")
         if name in {p.name for p in pools} or name == "cp":
             raise ConfigError(f"{key}.name", name, "a pool name used once (and not 'cp', the control plane's)")
@@ -383,6 +425,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
                 server_type=_string(pool.get("serverType"), f"{key}.serverType"),
                 labels=_labels(pool.get("labels"), f"{key}.labels"),
                 taints=_taints(pool.get("taints"), f"{key}.taints"),
+                upgrade_disk=_bool(pool.get("upgradeDisk", False), f"{key}.upgradeDisk"),
             )
         )
 
@@ -460,7 +503,31 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         verify=_verify(_require(raw, "verify"), defaults.get("verify") or {}),
         promotes_from=_promotes_from(raw.get("promotesFrom"), stack),
         allow_unverified_promotion=_bool(raw.get("allowUnverifiedPromotion", False), "allowUnverifiedPromotion"),
+        api_load_balancer=_api_load_balancer(raw.get("apiLoadBalancer"), defaults.get("apiLoadBalancer") or {}),
+        deletion_protection=_bool(raw.get("deletionProtection", False), "deletionProtection"),
+        agent_upgrade_batch_size=_batch_size(raw.get("agentUpgradeBatchSize", 1)),
     )
+
+
+_LB_TYPE_RE = re.compile(r"^lb\d+$")
+
+
+def _api_load_balancer(value: object, defaults: Mapping[str, Any]) -> ApiLoadBalancer:
+    raw = {**defaults, **_object(value if value is not None else {}, "apiLoadBalancer", {"mode", "type"})}
+    mode = raw.get("mode", "auto")
+    if mode not in API_LB_MODES:
+        raise ConfigError("apiLoadBalancer.mode", mode, f"one of {', '.join(API_LB_MODES)} (auto: on with >1 server)")
+    lb_type = _string(raw.get("type", "lb11"), "apiLoadBalancer.type", "a Hetzner load balancer type such as lb11")
+    if not _LB_TYPE_RE.match(lb_type):
+        raise ConfigError("apiLoadBalancer.type", lb_type, "a Hetzner load balancer type such as lb11, lb21, lb31")
+    return ApiLoadBalancer(mode=mode, type=lb_type)
+
+
+def _batch_size(value: object) -> int:
+    size = _int(value, "agentUpgradeBatchSize", minimum=1)
+    if size > 10:
+        raise ConfigError("agentUpgradeBatchSize", size, "1..10 agents drained and upgraded at a time")
+    return size
 
 
 def load() -> tuple[ClusterConfig, Secrets]:
@@ -504,7 +571,7 @@ class Secrets:
     ssh_private_key: Any  # pulumi.Output[str] | None: None means "use the SSH agent"
 
 
-STRUCTURED_KEYS = ("controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify")
+STRUCTURED_KEYS = ("controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer")
 CONFIG_KEYS = (
     "clusterName",
     "location",
@@ -524,6 +591,9 @@ CONFIG_KEYS = (
     "verify",
     "promotesFrom",
     "allowUnverifiedPromotion",
+    "apiLoadBalancer",
+    "deletionProtection",
+    "agentUpgradeBatchSize",
 )
 
 

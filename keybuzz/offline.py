@@ -35,7 +35,17 @@ OPERATOR_VALUES: dict[str, Any] = {
     f"{PROJECT}:adminCidrs": ["198.51.100.0/24"],
 }
 
-CHECK_TYPE_PREFIX = "pulumi-python:dynamic/keybuzz:"  # the overlay checks (keybuzz/verify/providers.py)
+CHECK_TYPE_PREFIX = "pulumi-python:dynamic/keybuzz:"
+RECORDED_OPTIONS = (
+    "protect",
+    "ignore_changes",
+    "delete_before_replace",
+    "replace_on_changes",
+    "retain_on_delete",
+    "additional_secret_outputs",
+    "custom_timeouts",
+    "aliases",
+)  # the overlay checks (keybuzz/verify/providers.py)
 
 SAMPLE_K3S_KUBECONFIG = """\
 apiVersion: v1
@@ -96,6 +106,9 @@ class Declared:
     provider: str | None
     parent: str | None = None
     depends_on: list[str] = field(default_factory=list)
+    # Resource options the program set, as given: protect, ignore_changes, delete_before_replace,
+    # replace_on_changes, retain_on_delete, additional_secret_outputs, custom_timeouts, aliases.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -223,14 +236,15 @@ def run_program(
     commit = commit or read_commit(REPO)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(config, secret_keys)
-    options: dict[str, tuple[str | None, list[str]]] = {}
+    options: dict[str, tuple[str | None, list[str], dict[str, Any]]] = {}
 
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:
         opts = args.opts
         parent = getattr(opts.parent, "_name", None) if opts.parent is not None else None
         deps = opts.depends_on or []
         deps = deps if isinstance(deps, list) else [deps]
-        options[args.name] = (parent, [getattr(d, "_name", repr(d)) for d in deps])
+        recorded = {key: getattr(opts, key, None) for key in RECORDED_OPTIONS}
+        options[args.name] = (parent, [getattr(d, "_name", repr(d)) for d in deps], recorded)
         return None
 
     outputs: dict[str, Any] = {}
@@ -256,8 +270,9 @@ def run_program(
         return pulumi.Output.from_input(asyncio.ensure_future(collect()))
 
     program()
-    for name, (parent, deps) in options.items():
+    for name, (parent, deps, recorded) in options.items():
         if name in mocks.declared:
             mocks.declared[name].parent = parent
             mocks.declared[name].depends_on = deps
+            mocks.declared[name].options = recorded
     return ProgramRun(stack, preview, list(mocks.declared.values()), outputs, secret, unknown)

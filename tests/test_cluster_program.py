@@ -204,3 +204,10 @@ def test_without_a_private_key_pulumi_uses_the_ssh_agent():
     connection = secret_value(install.inputs["connection"])  # pulumi-command always marks it secret
     assert "privateKey" not in connection
     assert connection["user"] == "root" and connection["host"].startswith("203.0.113.")
+
+
+def test_resource_options_are_recorded_for_day2_tests():
+    dev = run_program("dev")
+    kubeconfig_read = dev.named("keybuzz-dev-k3s-kubeconfig")
+    assert "stdout" in kubeconfig_read.options["additional_secret_outputs"]
+    assert not kubeconfig_read.options["protect"]

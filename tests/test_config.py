@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 from harness import TEST_SSH_KEY
 
 from keybuzz.config import ConfigError, parse_config, project_defaults
@@ -265,3 +266,42 @@ def test_every_other_key_refuses_a_bad_value_by_name(overrides, key, value):
     if value is not None:
         assert err.value == value
     assert str(err).startswith(f"config '{key}' = ")
+
+
+def test_api_load_balancer_defaults_to_auto_on_with_several_servers():
+    one = parse_config(raw_config(), "dev", project_defaults())
+    three = parse_config(raw_config(controlPlane={"count": 3, "serverType": "cx23"}), "dev", project_defaults())
+    assert (one.api_lb_enabled, three.api_lb_enabled) == (False, True)
+    assert three.api_load_balancer.type == "lb11"
+    assert three.join_ip == "10.0.1.5" and one.join_ip == "10.0.1.10"
+
+
+@pytest.mark.parametrize(
+    "overrides, key, value",
+    [
+        ({"apiLoadBalancer": {"mode": "yes"}}, "apiLoadBalancer.mode", "yes"),
+        ({"apiLoadBalancer": {"type": "big"}}, "apiLoadBalancer.type", "big"),
+        ({"apiLoadBalancer": {"mode": "on", "size": 1}}, "apiLoadBalancer", None),
+        ({"deletionProtection": "maybe"}, "deletionProtection", "maybe"),
+        ({"agentUpgradeBatchSize": 0}, "agentUpgradeBatchSize", 0),
+        ({"agentUpgradeBatchSize": 11}, "agentUpgradeBatchSize", 11),
+        ({"controlPlane": {"count": 1, "serverType": "cx23", "upgradeDisk": "no"}}, "controlPlane.upgradeDisk", "no"),
+        (
+            {"nodePools": [{"name": "w", "count": 1, "serverType": "cx23", "upgradeDisk": 1}]},
+            "nodePools[0].upgradeDisk",
+            1,
+        ),
+    ],
+)
+def test_day2_keys_refuse_bad_values(overrides, key, value):
+    err = error_for(**overrides)
+    assert err.key == key
+    if value is not None:
+        assert err.value == value
+
+
+def test_prod_protects_its_resources_and_upgrade_disk_defaults_off():
+    prod = yaml.safe_load(open("Pulumi.prod.yaml"))["config"]
+    assert prod["keybuzz-k3s:deletionProtection"] is True
+    cfg = parse_config(raw_config(), "dev", project_defaults())
+    assert cfg.deletion_protection is False and not any(n.upgrade_disk for n in cfg.nodes)
