@@ -85,9 +85,10 @@ def test_analyzer_info_lists_every_policy_with_its_default_level(analyzer):
     assert info.supportsConfig
     assert [p.name for p in info.policies] == list(g.POLICY_NAMES)
     levels = {p.name: p.enforcementLevel for p in info.policies}
-    assert levels["admin-ports-not-world"] == analyzer_pb2.ADVISORY
+    assert levels["admin-ports-not-world"] == levels["helm-release-opaque"] == analyzer_pb2.ADVISORY
     assert {n for n, level in levels.items() if level == analyzer_pb2.MANDATORY} == set(g.POLICY_NAMES) - {
-        "admin-ports-not-world"
+        "admin-ports-not-world",
+        "helm-release-opaque",
     }
     schema = next(p for p in info.policies if p.name == "no-node-port").configSchema
     assert list(schema.properties["allowedServices"]["default"]) == ["ingress-nginx/ingress-nginx-controller"]
