@@ -354,7 +354,8 @@ def check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         render(shown, project.name, stack, stack_file, resources, violations, out)
         out.flush()
     except BrokenPipeError:
-        _silence_stdout()  # the reader went away (`| head`); the verdict stands
+        if out is sys.stdout:
+            _silence_stdout()  # the reader went away (`| head`); the verdict stands
     return code
 
 

@@ -254,6 +254,21 @@ def test_several_stack_files_need_a_choice(tmp_path):
     assert code == exit_codes.INPUT and "several stack files (dev, prod): choose one with --stack" in err
 
 
+class ClosedPipe(io.StringIO):
+    """A reader that went away after the first line, like `| head -1`."""
+
+    def write(self, text: str) -> int:
+        if self.getvalue():
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_a_closed_pipe_keeps_the_verdicts_exit_code_and_prints_no_traceback(bad_app):
+    out, err = ClosedPipe(), io.StringIO()
+    assert main([str(bad_app)], out, err) == exit_codes.POLICY
+    assert out.getvalue().startswith("check-app ") and err.getvalue() == ""
+
+
 # --- deciding: project file, config, stack, interpreter --------------------------------------------
 
 
