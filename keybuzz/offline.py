@@ -276,3 +276,125 @@ def run_program(
             mocks.declared[name].depends_on = deps
             mocks.declared[name].options = recorded
     return ProgramRun(stack, preview, list(mocks.declared.values()), outputs, secret, unknown)
+
+
+# --------------------------------------------------------------------------------------------
+# Any Pulumi Python program (bin/check-app): the same mock engine, driven by the program's own
+# Pulumi.yaml and stack file instead of this project's.
+# --------------------------------------------------------------------------------------------
+
+# Keys a Pulumi.yaml `config:` entry may hold in its long form; anything else is a plain value.
+_PROJECT_CONFIG_FIELDS = frozenset({"type", "default", "value", "description", "secret", "items"})
+
+
+class ProjectError(ValueError):
+    """A Pulumi.yaml or stack file the CLI would refuse (wrong shape), said in one line."""
+
+
+@dataclass(frozen=True)
+class AppProject:
+    """What the CLI reads from a program's Pulumi.yaml before running it."""
+
+    dir: Path
+    name: str
+    runtime: str
+    main: Path  # the file or folder the language host runs
+    config_defaults: dict[str, Any]  # fully qualified key ("project:key") -> default value
+
+
+def _qualify(project: str, key: str) -> str:
+    return key if ":" in key else f"{project}:{key}"
+
+
+def read_project(doc: Any, app_dir: Path) -> AppProject:
+    """Parse a loaded Pulumi.yaml: name, runtime name, main entry, config defaults (short and long form)."""
+    if not isinstance(doc, dict):
+        raise ProjectError(f"Pulumi.yaml must be a mapping, got {type(doc).__name__}")
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProjectError("Pulumi.yaml has no `name:`")
+    runtime = doc.get("runtime")
+    runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
+    if not isinstance(runtime_name, str):
+        raise ProjectError("Pulumi.yaml has no `runtime:` (or `runtime: {name: ...}`)")
+    main = doc.get("main", ".")
+    if not isinstance(main, str):
+        raise ProjectError(f"Pulumi.yaml `main:` must be a path, got {main!r}")
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise ProjectError(f"Pulumi.yaml `config:` must be a mapping of keys, got {type(config).__name__}")
+    defaults: dict[str, Any] = {}
+    for key, entry in config.items():
+        if isinstance(entry, dict) and entry and set(entry) <= _PROJECT_CONFIG_FIELDS:
+            if "value" in entry or "default" in entry:
+                defaults[_qualify(name, str(key))] = entry.get("value", entry.get("default"))
+        else:
+            defaults[_qualify(name, str(key))] = entry  # short form: the value itself
+    return AppProject(app_dir, name, runtime_name, app_dir / main, defaults)
+
+
+def app_config(project: AppProject, stack_doc: Any) -> tuple[dict[str, str], list[str]]:
+    """Config as the CLI hands it to the program: Pulumi.yaml defaults, then the stack file; secrets as placeholders."""
+    if stack_doc is None:
+        stack_doc = {}
+    if not isinstance(stack_doc, dict):
+        raise ProjectError(f"a stack file must be a mapping, got {type(stack_doc).__name__}")
+    stack_values = stack_doc.get("config") or {}
+    if not isinstance(stack_values, dict):
+        raise ProjectError(f"the stack file's `config:` must be a mapping, got {type(stack_values).__name__}")
+    values = dict(project.config_defaults)
+    values.update({_qualify(project.name, str(k)): v for k, v in stack_values.items()})
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = SECRET_PLACEHOLDER
+            secret_keys.append(key)
+        elif isinstance(value, str):
+            config[key] = value
+        else:
+            config[key] = json.dumps(value)
+    return config, secret_keys
+
+
+class _EveryResourceMocks(RecordingMocks):
+    """RecordingMocks that keep every resource: apps reuse a name across types (Deployment "web", Service "web")."""
+
+    def __init__(self, preview: bool) -> None:
+        super().__init__(preview)
+        self.every: list[Declared] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        result = super().new_resource(args)
+        self.every.append(self.declared[args.name])
+        return result
+
+
+def run_app(project: AppProject, stack: str, stack_doc: Any = None, *, preview: bool = True) -> ProgramRun:
+    """Run any Pulumi Python program under mocks, as ``pulumi preview`` would, recording every resource.
+
+    Like the language host: cwd is the project folder, the program's folder is first on sys.path,
+    and the entry runs as ``__main__``. Call it in a fresh process (``bin/check-app`` does): the
+    program's modules stay in ``sys.modules`` afterwards. Whatever the program raises propagates.
+    """
+    import os
+    import runpy
+    import sys
+
+    config, secret_keys = app_config(project, stack_doc)
+    mocks = _EveryResourceMocks(preview)
+    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=preview)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    entry = project.main
+    if entry.is_dir():
+        entry = entry / "__main__.py"
+    sys.path.insert(0, str(entry.parent))
+    sys.argv = [str(entry)]
+    os.chdir(project.dir)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        runpy.run_path(str(entry), run_name="__main__")
+
+    program()
+    return ProgramRun(stack, preview, mocks.every, {}, set(), set())

@@ -85,9 +85,10 @@ def test_analyzer_info_lists_every_policy_with_its_default_level(analyzer):
     assert info.supportsConfig
     assert [p.name for p in info.policies] == list(g.POLICY_NAMES)
     levels = {p.name: p.enforcementLevel for p in info.policies}
-    assert levels["admin-ports-not-world"] == analyzer_pb2.ADVISORY
+    assert levels["admin-ports-not-world"] == levels["helm-release-opaque"] == analyzer_pb2.ADVISORY
     assert {n for n, level in levels.items() if level == analyzer_pb2.MANDATORY} == set(g.POLICY_NAMES) - {
-        "admin-ports-not-world"
+        "admin-ports-not-world",
+        "helm-release-opaque",
     }
     schema = next(p for p in info.policies if p.name == "no-node-port").configSchema
     assert list(schema.properties["allowedServices"]["default"]) == ["ingress-nginx/ingress-nginx-controller"]
@@ -154,3 +155,104 @@ def test_pack_does_not_implement_handshake(analyzer):
 def test_plugin_info_reports_the_policy_sdk_version(analyzer):
     info = analyzer.GetPluginInfo(empty_pb2.Empty(), timeout=RPC_TIMEOUT_S)
     assert isinstance(info, plugin_pb2.PluginInfo) and info.version == "1.21.0"
+
+
+# --- Helm Releases over gRPC (values arrive as a Struct: every number a float) ----------------------
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def release(values, namespace="shop"):
+    props = {"chart": "c", "version": "1.0.0", "values": values}
+    if namespace is not None:
+        props["namespace"] = namespace
+    return props
+
+
+def by_level(diagnostics):
+    return sorted((d.policyName, d.enforcementLevel) for d in diagnostics)
+
+
+def test_release_values_with_host_network_and_host_ports_at_any_depth_are_refused(analyzer):
+    configure(analyzer)
+    values = {
+        "controller": {"hostNetwork": True, "hostPort": {"enabled": True}},
+        "ports": [{"containerPort": 53}, {"containerPort": 8080, "hostPort": 8080}],
+        "sidecar": {"hostPort": 9100},
+    }
+    diagnostics = analyze(analyzer, RELEASE, "web", release(values))
+    assert by_level(diagnostics) == [
+        ("helm-release-opaque", analyzer_pb2.ADVISORY),
+        ("no-host-network", analyzer_pb2.MANDATORY),
+        ("no-host-port", analyzer_pb2.MANDATORY),
+        ("no-host-port", analyzer_pb2.MANDATORY),
+        ("no-host-port", analyzer_pb2.MANDATORY),
+    ]
+    messages = "\n".join(d.message for d in diagnostics)
+    assert "web: values.controller.hostNetwork: the chart is asked for hostNetwork: true" in messages
+    assert "web: values.controller.hostPort.enabled: the chart is asked for hostPort.enabled: true" in messages
+    assert "web: values.ports[1].hostPort: the chart is asked for hostPort 8080;" in messages
+    assert "web: values.sidecar.hostPort: the chart is asked for hostPort 9100;" in messages
+    assert "kubernetes.helm.v4.Chart" in messages
+
+
+def test_a_compliant_release_gets_only_the_advisory_note(analyzer):
+    configure(analyzer)
+    diagnostics = analyze(analyzer, RELEASE, "web", release({"replicaCount": 2, "service": {"type": "ClusterIP"}}))
+    assert by_level(diagnostics) == [("helm-release-opaque", analyzer_pb2.ADVISORY)]
+
+
+def test_a_release_in_an_exempt_namespace_passes_and_look_alikes_do_not(analyzer):
+    configure(analyzer)
+    values = {"controller": {"hostNetwork": True}}
+    assert analyze(analyzer, RELEASE, "ingress", release(values, "traefik")) == []
+    for look_alike in ("kube-system-evil", "Kube-System"):
+        diagnostics = analyze(analyzer, RELEASE, "ingress", release(values, look_alike))
+        assert ("no-host-network", analyzer_pb2.MANDATORY) in by_level(diagnostics), look_alike
+
+
+def test_a_release_without_a_namespace_is_judged_as_default(analyzer):
+    configure(analyzer)
+    diagnostics = analyze(analyzer, RELEASE, "web", release({"hostPID": True}, namespace=None))
+    assert ("no-host-network", analyzer_pb2.MANDATORY) in by_level(diagnostics)
+
+
+def test_release_values_unknown_at_preview_are_advisory(analyzer):
+    configure(analyzer)
+    diagnostics = analyze(analyzer, RELEASE, "web", release("04da6b54-80e4-46f7-96ec-b56ff0331ba9"))
+    assert {d.enforcementLevel for d in diagnostics} == {analyzer_pb2.ADVISORY}
+    preview = [d for d in diagnostics if "can't be known during preview" in d.message]
+    assert {d.policyName for d in preview} == {"no-host-network", "no-host-port"}
+    assert all("values" in d.message for d in preview)
+
+
+# --- numbers as the user wrote them ----------------------------------------------------------------
+
+
+def test_configured_admin_ports_print_as_written_not_as_floats(analyzer):
+    # The CLI hands integer config over as floats (Struct); the message still says 22, not 22.0.
+    configure(
+        analyzer,
+        **{
+            "admin-ports-not-world": analyzer_pb2.PolicyConfig(
+                enforcementLevel=analyzer_pb2.ADVISORY, properties=struct({"adminPorts": [22, 6443]})
+            ),
+            "no-vxlan-port": analyzer_pb2.PolicyConfig(
+                enforcementLevel=analyzer_pb2.MANDATORY, properties=struct({"vxlanPorts": [8472]})
+            ),
+        },
+    )
+    try:
+        props = {
+            "name": "fw",
+            "rules": [
+                {"direction": "in", "protocol": "tcp", "port": "22", "sourceIps": ["0.0.0.0/0"]},
+                {"direction": "in", "protocol": "udp", "port": "8000-9000", "sourceIps": ["10.0.0.0/8"]},
+            ],
+        }
+        diagnostics = analyze(analyzer, "hcloud:index/firewall:Firewall", "fw", props)
+        messages = {d.policyName: d.message for d in diagnostics}
+        assert "tcp '22' (admin port 22) is open to 0.0.0.0/0" in messages["admin-ports-not-world"]
+        assert "opens VXLAN port 8472;" in messages["no-vxlan-port"]
+    finally:
+        configure(analyzer)

@@ -240,3 +240,26 @@ def test_admin_ports_can_be_made_mandatory():
     fw = firewall(rule("in", "tcp", "22", ["0.0.0.0/0"]))
     (found,) = violations_for([(FIREWALL, "fw", fw)], {"admin-ports-not-world": "mandatory"})
     assert found.blocking
+
+
+# --- numbers as the user wrote them (the engine hands config and props over as floats) ---------------
+
+
+def test_admin_ports_from_float_config_are_printed_as_written():
+    fw = firewall(rule("in", "tcp", 22.0, ["0.0.0.0/0"]))
+    (found,) = violations_for([(FIREWALL, "fw", fw)], {"admin-ports-not-world": {"adminPorts": [22.0, 6443.0]}})
+    assert "tcp 22 (admin port 22) is open to 0.0.0.0/0" in found.message
+
+
+def test_vxlan_ports_from_float_config_are_printed_as_written():
+    fw = firewall(rule("in", "udp", "4000-5000", ["10.0.0.0/8"]))
+    (found,) = violations_for([(FIREWALL, "fw", fw)], {"no-vxlan-port": {"vxlanPorts": [4789.0]}})
+    assert "udp '4000-5000' opens VXLAN port 4789;" in found.message
+
+
+def test_float_config_resolves_to_the_integers_the_user_wrote():
+    from .helpers import guardrails_module
+
+    settings = guardrails_module().resolve_config({"admin-ports-not-world": {"adminPorts": [22.0]}})
+    assert settings["admin-ports-not-world"].properties["adminPorts"] == [22]
+    assert isinstance(settings["admin-ports-not-world"].properties["adminPorts"][0], int)

@@ -45,7 +45,7 @@ def test_all_three_host_flags_are_reported_separately():
 
 
 @pytest.mark.parametrize(
-    "namespace", ["kube-system", "calico-system", "tigera-operator", "ingress-nginx", "overlay-probe"]
+    "namespace", ["kube-system", "calico-system", "tigera-operator", "ingress-nginx", "traefik", "overlay-probe"]
 )
 def test_default_exempt_namespaces_may_use_host_network(namespace):
     assert of_policy(run("kubernetes:apps/v1:DaemonSet", {"hostNetwork": True}, namespace), "no-host-network") == []
