@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from deploy_harness import SECRETS, Project
 
@@ -177,3 +179,33 @@ def test_the_override_for_one_run_is_passed_on_and_logged_loudly(project):
     assert "PROMOTION GATE OVERRIDDEN" in result.stdout
     assert project.last("preview")["env"]["KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION"] == "1"
     assert project.git("status", "--porcelain") == ""  # the override left no trace in the stack file
+
+
+def _readme_shell_lines():
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.S):
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if command:
+                yield command
+
+
+def test_the_readme_runs_pulumi_only_through_bin_deploy():
+    lines = list(_readme_shell_lines())
+    assert lines, "no shell blocks found"
+    for line in lines:
+        for part in line.split("&&"):
+            first = part.split()[0]
+            assert first in ("bin/deploy", "bin/plan", "bin/test", "export", "git", "HCLOUD_TOKEN=...",
+                             "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1"), line  # fmt: skip
+            assert not part.strip().startswith("pulumi"), line
+
+
+def test_the_readme_walkthrough_is_the_one_tested():
+    lines = list(_readme_shell_lines())
+    assert "bin/deploy dev stack init && bin/deploy staging stack init && bin/deploy prod stack init" in lines
+    for step in ("bin/deploy dev up", "bin/deploy staging preview && bin/deploy staging up",
+                 "bin/deploy prod preview && bin/deploy prod up"):  # fmt: skip
+        assert step in lines
