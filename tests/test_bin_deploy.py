@@ -38,7 +38,7 @@ def test_preview_and_up_run_the_policy_pack(project, command):
     result = project.deploy("dev", command, **SECRETS)
     assert result.returncode == 0, result.stderr
     call = project.last(command)
-    assert call["argv"] == [command, "--stack", "dev", *POLICY]
+    assert call["argv"] == [command, *POLICY, "--stack", "dev"]
     assert call["env"]["HCLOUD_TOKEN"] == "hc-token"
     assert call["env"]["PULUMI_BACKEND_URL"] == f"file://{project.dir}/.pulumi-state"
 
@@ -46,7 +46,7 @@ def test_preview_and_up_run_the_policy_pack(project, command):
 def test_default_command_is_preview(project):
     project.add_keys("dev")
     assert project.deploy("dev", **SECRETS).returncode == 0
-    assert project.argvs()[-1] == ["preview", "--stack", "dev", *POLICY]
+    assert project.argvs()[-1] == ["preview", *POLICY, "--stack", "dev"]
 
 
 def test_every_missing_item_is_reported_in_one_run(project):
