@@ -23,8 +23,9 @@ def test_no_argument_prints_the_usage_and_exits_2(project):
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
-def test_help_is_help_not_a_stack(project, flag):
-    result = project.deploy(flag)
+@pytest.mark.parametrize("before", [(), ("dev",)], ids=["alone", "after-a-stack"])
+def test_help_is_help_not_a_stack(project, flag, before):
+    result = project.deploy(*before, flag)
     assert result.returncode == 0
     assert result.stdout.startswith("usage: bin/deploy <stack>")
     assert "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 bin/deploy prod up" in result.stdout
