@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +78,7 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
         ],
         "apiServer": pulumi.Output.concat("https://", servers.servers[0].public_ip, ":6443"),
         "podMtu": calico.mtu,
-        "verifiedCommit": checks_passed.apply(lambda ok: promotion.verified_commit(commit, ok)),
+        "verifiedCommit": checks_passed.apply(lambda ok: _verified_commit(commit, ok, cfg.verify.enabled)),
         "checks": {
             name: {
                 "tested": c.tested,
@@ -100,17 +102,45 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
     )
 
 
-def _promotion_gate(cfg: ClusterConfig, commit: Commit) -> promotion.PromotionGate | None:
-    """For a stack with ``promotesFrom``: refuse (at preview) a commit the previous stage did not verify."""
+def _verified_commit(commit: Commit, checks_passed: bool, verify_enabled: bool) -> str:
+    """The export, and on an `up` that withholds it, a warning that says why (the next stage will refuse)."""
+    reason = promotion.withheld_reason(commit, checks_passed, verify_enabled)
+    if reason and not pulumi.runtime.is_dry_run():
+        pulumi.log.warn(reason.upper().split(":", 1)[0] + ":" + reason.split(":", 1)[1])
+    return promotion.verified_commit(commit, checks_passed)
+
+
+def _promotion_gate(
+    cfg: ClusterConfig, commit: Commit, environ: Mapping[str, str] | None = None
+) -> promotion.PromotionGate | None:
+    """For a stack with ``promotesFrom``: refuse (at preview) a commit the previous stage did not verify.
+
+    The previous stage comes from bin/deploy through the environment when it is there (any backend,
+    and a missing stack is the gate's own refusal), else from a StackReference.
+    """
     if not cfg.promotes_from:
         return None
-    previous = pulumi.StackReference(promotion.stack_reference_name(cfg.promotes_from))
-    previous_verified = previous.get_output("verifiedCommit")
+    environ = os.environ if environ is None else environ
+    handed_over = promotion.previous_from_env(environ)
+    env_override = promotion.override_from_env(environ)
+    allow = cfg.allow_unverified_promotion or env_override
+    source = (
+        f"{promotion.ENV_OVERRIDE}=1 for this run"
+        if env_override
+        else "allowUnverifiedPromotion is set in the stack config"
+    )
+    if handed_over is None:
+        previous = pulumi.StackReference(promotion.stack_reference_name(cfg.promotes_from))
+        previous_verified = previous.get_output("verifiedCommit")
+        missing = False
+    else:
+        previous_verified = pulumi.Output.from_input(handed_over.verified)
+        missing = handed_over.missing
 
     def warn_if_overridden(verified: str | None) -> None:
-        decision = promotion.decide(cfg.stack, cfg.promotes_from, verified, commit, cfg.allow_unverified_promotion)
+        decision = promotion.decide(cfg.stack, cfg.promotes_from, verified, commit, allow, missing)
         if decision.overridden:
-            pulumi.log.warn(f"PROMOTION GATE OVERRIDDEN: {decision.message}")
+            pulumi.log.warn(f"PROMOTION GATE OVERRIDDEN ({source}): {decision.message}")
 
     previous_verified.apply(warn_if_overridden)
     return promotion.PromotionGate(
@@ -119,5 +149,6 @@ def _promotion_gate(cfg: ClusterConfig, commit: Commit) -> promotion.PromotionGa
         cfg.promotes_from,
         previous_verified,
         commit,
-        cfg.allow_unverified_promotion,
+        allow,
+        previous_missing=missing,
     )

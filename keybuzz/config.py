@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -243,16 +244,35 @@ def _int(value: object, key: str, minimum: int = 0) -> int:
 
 
 def _bool(value: object, key: str) -> bool:
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
+    # The CLI stores `pulumi config set` values as the strings "true"/"false"; nothing else is a boolean
+    # (not yes/no/1/0: a typo must not switch an override on).
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
     if not isinstance(value, bool):
         raise ConfigError(key, value, "true or false")
     return value
 
 
+# What a structured key must look like, said in the operator's words (not "a list" or "valid JSON").
+SHAPES: dict[str, str] = {
+    "sshPublicKeys": 'a list of OpenSSH public key lines, e.g. ["ssh-ed25519 AAAA... you@laptop"]',
+    "adminCidrs": 'a list of CIDRs, e.g. ["198.51.100.7/32"]',
+    "nodePools": "a list of pools {name, count, serverType, labels, taints, upgradeDisk}",
+    "controlPlane": "an object {count, serverType, upgradeDisk}",
+    "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost}",
+    "verify.externalUrls": 'a list of http(s) URLs, e.g. ["https://example.com/health"]',
+    "apiLoadBalancer": "an object {mode, type}",
+}
+
+
+def _shape(key: str) -> str:
+    base = re.sub(r"\[\d+\]", "", key)
+    return SHAPES.get(key) or SHAPES.get(base) or "a list"
+
+
 def _list(value: object, key: str) -> list[Any]:
     if not isinstance(value, list):
-        raise ConfigError(key, value, "a list")
+        raise ConfigError(key, value, _shape(key))
     return value
 
 
@@ -261,7 +281,9 @@ def _object(value: object, key: str, fields: set[str]) -> dict[str, Any]:
         raise ConfigError(key, value, f"an object with keys {sorted(fields)}")
     unknown = set(value) - fields
     if unknown:
-        raise ConfigError(key, value, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+        close = [m for u in sorted(unknown) for m in difflib.get_close_matches(u, fields, n=1, cutoff=0.6)]
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(key, value, f"unknown key(s) {sorted(unknown)}; {hint}allowed: {sorted(fields)}")
     return value
 
 
@@ -407,7 +429,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         raise ConfigError("controlPlane.count", cp_count, f"at most {CONTROL_PLANE_MAX}")
     control_plane = ControlPlane(
         cp_count,
-        _string(cp_raw.get("serverType"), "controlPlane.serverType"),
+        _server_type(cp_raw.get("serverType"), "controlPlane.serverType", location),
         _bool(cp_raw.get("upgradeDisk", False), "controlPlane.upgradeDisk"),
     )
 
@@ -422,7 +444,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
             NodePool(
                 name=name,
                 count=_int(pool.get("count"), f"{key}.count"),
-                server_type=_string(pool.get("serverType"), f"{key}.serverType"),
+                server_type=_server_type(pool.get("serverType"), f"{key}.serverType", location),
                 labels=_labels(pool.get("labels"), f"{key}.labels"),
                 taints=_taints(pool.get("taints"), f"{key}.taints"),
                 upgrade_disk=_bool(pool.get("upgradeDisk", False), f"{key}.upgradeDisk"),
@@ -455,13 +477,14 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
     service = _ipv4_network(_require(raw, "serviceCidr"), "serviceCidr")
     if not subnet.subnet_of(network):
         raise ConfigError("subnetCidr", str(subnet), f"a range inside networkCidr {network}")
-    for key_a, a, key_b, b in (
-        ("podCidr", pod, "serviceCidr", service),
-        ("podCidr", pod, "networkCidr", network),
-        ("serviceCidr", service, "networkCidr", network),
-    ):
-        if a.overlaps(b):
-            raise ConfigError(key_a, str(a), f"a range that does not overlap {key_b} {b}")
+    ranges = {"podCidr": pod, "serviceCidr": service, "networkCidr": network}
+    for key_a in ("podCidr", "serviceCidr"):
+        a = ranges[key_a]
+        # Name every range it overlaps, so one fix is enough.
+        hits = [f"{key_b} {b}" for key_b, b in ranges.items() if key_b != key_a and a.overlaps(b)]
+        if hits:
+            both = " (it overlaps both)" if len(hits) > 1 else ""
+            raise ConfigError(key_a, str(a), f"a range that does not overlap {' nor '.join(hits)}{both}")
 
     total_workers = sum(p.count for p in pools)
     last_offset = WORKER_FIRST_OFFSET + total_workers - 1
@@ -523,6 +546,16 @@ def _api_load_balancer(value: object, defaults: Mapping[str, Any]) -> ApiLoadBal
     return ApiLoadBalancer(mode=mode, type=lb_type)
 
 
+def _server_type(value: object, key: str, location: str) -> str:
+    from keybuzz.server_types import server_type_problem
+
+    server_type = _string(value, key, "a Hetzner server type such as cx23")
+    problem = server_type_problem(server_type, location)
+    if problem:
+        raise ConfigError(key, server_type, problem)
+    return server_type
+
+
 def _batch_size(value: object) -> int:
     size = _int(value, "agentUpgradeBatchSize", minimum=1)
     if size > 10:
@@ -537,15 +570,20 @@ def load() -> tuple[ClusterConfig, Secrets]:
     import pulumi
 
     cfg = pulumi.Config()
+    check_keys(all_config(), cfg.name)
+    structured = set(STRUCTURED_KEYS) | {
+        k for k, v in project_config_block().items() if isinstance(v, dict) and v.get("type") in ("object", "array")
+    }
     raw: dict[str, Any] = {}
-    for key in CONFIG_KEYS:
+    for key in known_keys():
         text = cfg.get(key)
         if text is None:
             continue
         try:
-            raw[key] = json.loads(text) if key in STRUCTURED_KEYS else text
+            raw[key] = json.loads(text) if key in structured else text
         except json.JSONDecodeError:
-            raise ConfigError(key, text, "valid structured YAML/JSON") from None
+            # A plain string where a list or object belongs: say which shape is wanted.
+            raise ConfigError(key, text, _shape(key) if key in SHAPES else "a list or an object") from None
     parsed = parse_config(raw, pulumi.get_stack(), project_defaults())
     return parsed, read_secrets(cfg)
 
@@ -597,11 +635,76 @@ CONFIG_KEYS = (
 )
 
 
-def project_defaults() -> dict[str, Any]:
-    """The `default:` of every key in Pulumi.yaml (the CLI applies them; mocks and tools need them too)."""
+def project_config_block() -> dict[str, Any]:
+    """Pulumi.yaml's `config:` block: every key the program reads, with its type and default."""
     from pathlib import Path
 
     import yaml
 
     project = yaml.safe_load((Path(__file__).resolve().parents[1] / "Pulumi.yaml").read_text())
-    return {k: v["default"] for k, v in (project.get("config") or {}).items() if isinstance(v, dict) and "default" in v}
+    return dict(project.get("config") or {})
+
+
+def project_defaults() -> dict[str, Any]:
+    """The `default:` of every key in Pulumi.yaml (the CLI applies them; mocks and tools need them too)."""
+    return {k: v["default"] for k, v in project_config_block().items() if isinstance(v, dict) and "default" in v}
+
+
+def known_keys() -> tuple[str, ...]:
+    """Every key the program reads: Pulumi.yaml's `config:` block (so a new key needs no second list)."""
+    return tuple(dict.fromkeys([*project_config_block(), *CONFIG_KEYS]))
+
+
+PROJECT = "keybuzz-k3s"
+
+
+def all_config() -> dict[str, Any]:
+    """Every namespaced key the engine handed the program (PULUMI_CONFIG under the CLI, mocks offline)."""
+    from pulumi.runtime import config as runtime_config
+
+    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+
+
+def check_keys(namespaced: Mapping[str, Any], project: str = PROJECT, known: tuple[str, ...] | None = None) -> None:
+    """Refuse keys the program would silently ignore: unknown keys of this project, and keys under a
+    namespace that is a near-miss of the project name (`keybuzz:podCidr`, `keybuzz-k3:podCidr`)."""
+    known = known if known is not None else known_keys()
+    for full_key in sorted(namespaced):
+        namespace, sep, name = full_key.partition(":")
+        if not sep:
+            continue
+        if namespace == project:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                if not close:  # case slips (podCIDR) score low on ratio: compare case-folded too
+                    folded = {k.lower(): k for k in known}
+                    close = [folded[m] for m in difflib.get_close_matches(name.lower(), folded, n=1, cutoff=0.6)]
+                hint = f"did you mean '{project}:{close[0]}'? " if close else ""
+                raise ConfigError(full_key, namespaced[full_key], f"a known key: {hint}keys are {', '.join(known)}")
+        elif difflib.get_close_matches(namespace, [project], n=1, cutoff=0.6):
+            raise ConfigError(
+                full_key,
+                namespaced[full_key],
+                f"the '{project}:' namespace (this project): did you mean '{project}:{name}'?",
+            )
+
+
+def load_stack_yaml(text: str) -> Any:
+    """Parse a stack file as the CLI does (YAML 1.2): only true/false are booleans, `yes`/`on` stay strings.
+
+    PyYAML follows YAML 1.1, where `yes` is true: an offline run would take `allowUnverifiedPromotion: yes`
+    as an override the real CLI hands the program as the string "yes" (which is refused).
+    """
+    import yaml
+
+    class Yaml12Loader(yaml.SafeLoader):
+        pass
+
+    Yaml12Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Yaml12Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 
 from keybuzz.promotion import Commit, read_commit
 
@@ -74,11 +73,11 @@ def stack_config(
     stack: str, overrides: dict[str, Any] | None = None, stack_doc: dict[str, Any] | None = None
 ) -> tuple[dict[str, str], list[str]]:
     """The config the CLI would hand the program: ({"project:key": json-or-string}, secret keys)."""
-    from keybuzz.config import project_defaults
+    from keybuzz.config import load_stack_yaml, project_defaults
 
     values: dict[str, Any] = {f"{PROJECT}:{key}": value for key, value in project_defaults().items()}
     if stack_doc is None:
-        stack_doc = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
+        stack_doc = load_stack_yaml((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
     # Placeholders fill in only what the stack file lacks.
     values.update(OPERATOR_VALUES)
     values.update(stack_doc.get("config") or {})

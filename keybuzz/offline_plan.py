@@ -4,9 +4,12 @@ Runs the program for one stack file under Pulumi's mock engine (keybuzz/offline.
 readable plan read back from the declared resources, and feeds every resource to the guardrail
 policy pack in-process. It is the check a pull request runs:
 
-    bin/plan <stack> [--stack-file FILE] [--policy-config FILE]
+    bin/plan <stack> [--stack-file FILE] [--policy-config FILE] [--debug]
 
-Exit status: 0 plan clean, 1 a mandatory policy violation, 2 a config error.
+Exit status: 0 plan clean, 1 a mandatory policy violation, 2 bad config or input (a YAML or JSON
+error names the file and line), 3 an internal error (one line; the traceback with --debug). Never a
+traceback for bad input, so a CI gate can tell a violation from a crash. Relative paths are the
+caller's (bin/plan passes its directory in KEYBUZZ_CALLER_DIR).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,11 +27,11 @@ from typing import Any, TextIO
 import yaml
 
 from keybuzz import k3s
-from keybuzz.config import ConfigError
+from keybuzz.config import ConfigError, load_stack_yaml
 from keybuzz.offline import CHECK_TYPE_PREFIX, OPERATOR_VALUES, REPO, ProgramRun, run_program
 from keybuzz.promotion import read_commit
 
-EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
 SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
 INSTALLATION = "kubernetes:operator.tigera.io/v1:Installation"
@@ -150,20 +155,104 @@ def render_verdict(violations: Sequence[Any], checked: int, out: TextIO) -> bool
     return not blocking
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
-    parser = argparse.ArgumentParser(prog="bin/plan", description=__doc__.splitlines()[0])
-    parser.add_argument("stack", help="dev, staging or prod (reads Pulumi.<stack>.yaml)")
-    parser.add_argument("--stack-file", type=Path, help="plan this stack file instead of Pulumi.<stack>.yaml")
-    parser.add_argument("--policy-config", type=Path, help="a --policy-pack-config JSON file for the pack")
-    args = parser.parse_args(argv)
+class InputError(Exception):
+    """Bad input the operator can fix (a file missing or malformed); exit 2 with this one line."""
 
-    stack_file = args.stack_file or REPO / f"Pulumi.{args.stack}.yaml"
-    if not stack_file.exists():
-        out.write(f"config error: no stack file {stack_file}\n")
-        return EXIT_CONFIG
-    policy_config = json.loads(args.policy_config.read_text()) if args.policy_config else None
+
+def _caller_path(arg: Path) -> Path:
+    """A path as the caller meant it: relative to the directory bin/plan was started from."""
+    base = Path(os.environ.get("KEYBUZZ_CALLER_DIR") or os.getcwd())
+    return arg if arg.is_absolute() else base / arg
+
+
+def _line_of(text: str, key: str) -> int:
+    """1-based line of a top-level ``key:`` in a YAML text (1 when absent)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(f"{key}:"):
+            return number
+    return 1
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The stack file as the CLI reads it, or an InputError naming the file and line."""
     try:
-        run = run_program(args.stack, stack_doc=yaml.safe_load(stack_file.read_text()) or {})
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"no stack file {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read stack file {path}: {exc}") from None
+    try:
+        doc = load_stack_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        hint = " (YAML indents with spaces, never tabs)" if "\\t" in str(problem) else ""
+        raise InputError(f"{where}: malformed YAML: {problem}{hint}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InputError(
+            f"{path}:1: the file must be a mapping with a `config:` key (found a {type(doc).__name__}); "
+            "e.g.\nconfig:\n  keybuzz-k3s:clusterName: keybuzz-dev"
+        )
+    config = doc.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise InputError(
+            f"{path}:{_line_of(text, 'config')}: `config:` must map keys to values "
+            f"(`  keybuzz-k3s:podCidr: 10.42.0.0/16`), found a {type(config).__name__}"
+        )
+    for key in config or {}:
+        if not isinstance(key, str) or ":" not in key:
+            raise InputError(
+                f"{path}: config key {key!r} must be namespaced, e.g. keybuzz-k3s:{key} "
+                "(keys added below the `encryptionsalt:` line also land here: keep them under `config:`)"
+            )
+    return doc
+
+
+def read_policy_config(path: Path | None) -> Any:
+    """The --policy-config JSON, or an InputError naming the file and line."""
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"no policy config file {path} (try policies/config.example.json)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read policy config {path}: {exc}") from None
+
+
+class PipeSafe:
+    """A writer that stops writing when the reader went away (``bin/plan prod | head``) instead of
+    raising BrokenPipeError; the plan still runs to its verdict, so the exit status stays true."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.out.write(text)
+                self.out.flush()
+            except BrokenPipeError:
+                self.broken = True
+                # Python would report the pipe again when it flushes stdout at exit.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.out.fileno())
+        return len(text)
+
+
+def plan(args: argparse.Namespace, out: TextIO) -> int:
+    """Read the inputs, run the program offline, print the plan and the verdict."""
+    stack_file = _caller_path(args.stack_file) if args.stack_file else REPO / f"Pulumi.{args.stack}.yaml"
+    doc = read_stack_file(stack_file)
+    policy_config = read_policy_config(_caller_path(args.policy_config) if args.policy_config else None)
+    try:
+        run = run_program(args.stack, stack_doc=doc)
     except ConfigError as exc:
         out.write(f"config error in {stack_file.name}: {exc}\n")
         return EXIT_CONFIG
@@ -175,6 +264,26 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         out.write(f"config error in the policy config: {exc}\n")
         return EXIT_CONFIG
     return EXIT_OK if render_verdict(violations, len(run.resources), out) else EXIT_POLICY
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="bin/plan", description=__doc__.splitlines()[0])
+    parser.add_argument("stack", help="dev, staging or prod (reads Pulumi.<stack>.yaml)")
+    parser.add_argument("--stack-file", type=Path, help="plan this stack file instead of Pulumi.<stack>.yaml")
+    parser.add_argument("--policy-config", type=Path, help="a --policy-pack-config JSON file for the pack")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
+    args = parser.parse_args(argv)  # exits 2 on a usage error, as bad input should
+    safe = PipeSafe(out) if hasattr(out, "fileno") else out
+    try:
+        return plan(args, safe)
+    except InputError as exc:
+        safe.write(f"input error: {exc}\n")
+        return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 (a crash must not look like a policy violation)
+        if args.debug:
+            safe.write(traceback.format_exc())
+        safe.write(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)\n")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

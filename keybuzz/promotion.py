@@ -3,11 +3,19 @@
 dev -> staging -> prod. Each stack exports ``verifiedCommit`` once every overlay check passed on a
 clean work tree; a stack with ``promotesFrom`` compares that value with the commit being deployed.
 The decision is pure (``decide``); reading git and the previous stack happens at the edges.
+
+How the previous stage is read: ``bin/deploy`` asks the CLI (``pulumi stack output verifiedCommit
+--stack <previous>``, which works on any backend) and hands the answer over in the environment
+(``KEYBUZZ_PREVIOUS_*``). A StackReference to a stack that does not exist fails the whole engine
+with a traceback before the gate can speak; read this way, a missing stage is the gate's own,
+overridable refusal. Without those variables (the program run by `pulumi` directly, or offline) the
+program falls back to a StackReference.
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,40 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 PROJECT = "keybuzz-k3s"
 STACKS_REFUSING_DIRTY_TREES = ("prod",)
+# Set by bin/deploy for a gated stack: the previous stage's verifiedCommit ("" when it has none) and
+# "1" in ..._MISSING when that stack does not exist in the backend.
+ENV_PREVIOUS_VERIFIED = "KEYBUZZ_PREVIOUS_VERIFIED_COMMIT"
+ENV_PREVIOUS_MISSING = "KEYBUZZ_PREVIOUS_STACK_MISSING"
+# The override for one run, without editing (and dirtying) the stack file.
+ENV_OVERRIDE = "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION"
+
+
+@dataclass(frozen=True)
+class PreviousStage:
+    """What bin/deploy read of the previous stage: its verified commit, or that it does not exist."""
+
+    verified: str
+    missing: bool
+
+
+def previous_from_env(environ: Mapping[str, str]) -> PreviousStage | None:
+    """The previous stage as bin/deploy handed it over; None when not run through bin/deploy."""
+    if ENV_PREVIOUS_VERIFIED not in environ and ENV_PREVIOUS_MISSING not in environ:
+        return None
+    return PreviousStage(
+        verified=environ.get(ENV_PREVIOUS_VERIFIED, "").strip(),
+        missing=environ.get(ENV_PREVIOUS_MISSING, "") == "1",
+    )
+
+
+def override_from_env(environ: Mapping[str, str]) -> bool:
+    """KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION: 1/true turns the override on for this run; unset, 0, false off."""
+    value = environ.get(ENV_OVERRIDE, "").strip()
+    if value in ("", "0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise ValueError(f"{ENV_OVERRIDE}={value!r} is invalid: 1 or true (on for this run), 0 or false (off)")
 
 
 @dataclass(frozen=True)
@@ -52,6 +94,25 @@ def verified_commit(commit: Commit, checks_passed: bool) -> str:
     return commit.sha if (checks_passed and commit.sha and not commit.dirty) else ""
 
 
+def withheld_reason(commit: Commit, checks_passed: bool, verify_enabled: bool = True) -> str:
+    """Why ``verifiedCommit`` is exported empty (the next stage will refuse this commit); "" when it is set."""
+    if verified_commit(commit, checks_passed):
+        return ""
+    reasons = []
+    if not verify_enabled:
+        reasons.append("verify.enabled is false, so nothing was verified")
+    elif not checks_passed:
+        reasons.append("not every overlay check passed")
+    if not commit.sha:
+        reasons.append("the program is not in a git checkout")
+    elif commit.dirty:
+        reasons.append(
+            "the work tree has uncommitted changes (`git status`; a stack file that `stack init` or "
+            "`config set` changed counts): commit them and run `up` again"
+        )
+    return "verifiedCommit withheld, the next stage will refuse this commit: " + "; ".join(reasons)
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -65,6 +126,7 @@ def decide(
     previous_verified: str | None,
     commit: Commit,
     allow_unverified: bool,
+    previous_missing: bool = False,
 ) -> Decision:
     """May ``stack`` deploy ``commit``? Ungated stacks always may."""
     if not promotes_from:
@@ -74,6 +136,11 @@ def decide(
         problems.append(f"the work tree has uncommitted changes (stack '{stack}' deploys only committed code)")
     if not commit.sha:
         problems.append("the program is not in a git checkout, so its commit cannot be compared")
+    elif previous_missing:
+        problems.append(
+            f"stack '{promotes_from}' does not exist in this state backend: create and verify it with "
+            f"`bin/deploy {promotes_from} up` on this commit first (same PULUMI_BACKEND_URL)"
+        )
     elif not previous_verified:
         problems.append(
             f"stack '{promotes_from}' has not verified any commit yet (its verifiedCommit output is empty or "
@@ -89,7 +156,11 @@ def decide(
     summary = f"promotion to '{stack}' refused: " + "; ".join(problems)
     if allow_unverified:
         return Decision(True, f"allowUnverifiedPromotion is set, deploying anyway. {summary}", overridden=True)
-    return Decision(False, f"{summary}. Emergency override: pulumi config set allowUnverifiedPromotion true")
+    return Decision(
+        False,
+        f"{summary}. Emergency override for one run: {ENV_OVERRIDE}=1 bin/deploy {stack} <command> "
+        f"(or bin/deploy {stack} config set allowUnverifiedPromotion true, and commit it)",
+    )
 
 
 class PromotionGateProvider(ResourceProvider):
@@ -102,6 +173,7 @@ class PromotionGateProvider(ResourceProvider):
             news.get("previousVerified") or "",
             Commit(sha=news.get("commit") or "", dirty=bool(news.get("dirty"))),
             bool(news.get("allowUnverified")),
+            bool(news.get("previousMissing")),
         )
         failures = [] if decision.allowed else [CheckFailure("promotesFrom", decision.message)]
         return CheckResult(news, failures)
@@ -110,7 +182,7 @@ class PromotionGateProvider(ResourceProvider):
         return CreateResult("promotion-gate", props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("commit", "dirty", "previousVerified", "allowUnverified", "promotesFrom")
+        keys = ("commit", "dirty", "previousVerified", "previousMissing", "allowUnverified", "promotesFrom")
         return DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -129,11 +201,13 @@ class PromotionGate(pulumi.dynamic.Resource):
         commit: Commit,
         allow_unverified: bool,
         opts: pulumi.ResourceOptions | None = None,
+        previous_missing: bool = False,
     ) -> None:
         inputs = {
             "stack": stack,
             "promotesFrom": promotes_from,
             "previousVerified": previous_verified,
+            "previousMissing": previous_missing,
             "commit": commit.sha,
             "dirty": commit.dirty,
             "allowUnverified": allow_unverified,

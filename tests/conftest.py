@@ -7,3 +7,12 @@ ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line, not one per test, when the Calico CRD schemas were missing (tests/calico/crd_schema.py)."""
+    from tests.calico.crd_schema import HOW_TO_GET
+
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if HOW_TO_GET in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} tests skipped: {HOW_TO_GET}", yellow=True)

@@ -21,7 +21,7 @@ from keybuzz.calico import (
     validate_mtu_override,
 )
 
-from .crd_schema import CRD_DIR, assert_conforms
+from .crd_schema import assert_conforms, require_crds
 
 POD_CIDR = "10.42.0.0/16"
 SUBNET_CIDR = "10.0.1.0/24"
@@ -240,7 +240,7 @@ def test_chart_version_is_the_calico_version():
 
 
 def test_schemas_the_tests_use_are_from_the_pinned_release():
-    readme = (CRD_DIR / "README.md").read_text()
+    readme = (require_crds() / "README.md").read_text()
     assert f"Calico {CALICO_VERSION}" in readme
     assert f"tag {TIGERA_OPERATOR_VERSION}" in readme
 

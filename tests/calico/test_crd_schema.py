@@ -6,7 +6,7 @@ import pytest
 
 from keybuzz.calico import render_installation, render_ippool_patch
 
-from .crd_schema import CRD_DIR, assert_conforms, load_crd, openapi_schema, schema_errors, unknown_fields
+from .crd_schema import assert_conforms, load_crd, openapi_schema, require_crds, schema_errors, unknown_fields
 
 INSTALLATION_CRD = "operator.tigera.io_installations.yaml"
 IPPOOL_CRD = "crd.projectcalico.org_ippools.yaml"
@@ -18,9 +18,10 @@ def installation():
     return render_installation("10.42.0.0/16", "10.0.0.0/16", 1430)
 
 
-def test_crds_are_found_beside_the_repo():
-    assert CRD_DIR.name == "calico-crds"
-    assert (CRD_DIR / INSTALLATION_CRD).is_file()
+def test_crds_are_found_beside_the_repo_or_in_the_cache():
+    folder = require_crds()
+    assert folder.name == "calico-crds"
+    assert (folder / INSTALLATION_CRD).is_file()
 
 
 def test_misspelled_field_passes_a_plain_validator_but_not_the_walker(installation):

@@ -1,13 +1,12 @@
 """The probe fixture: labels, tolerations, no host networking, schema-valid CalicoNodeStatus."""
 
-from pathlib import Path
 
 import jsonschema
 import yaml
 
 from keybuzz.verify import fixture, plan
+from tests.calico.crd_schema import load_crd
 
-CRDS = Path("/work/shared/calico-crds")
 NODES = ["node-b", "node-a"]
 
 
@@ -88,7 +87,7 @@ def _fields_exist(obj, schema, where=""):
 
 
 def test_calico_node_status_validates_against_the_calico_crd_and_sets_only_known_fields():
-    crd = yaml.safe_load((CRDS / "crd.projectcalico.org_caliconodestatuses.yaml").read_text())
+    crd = load_crd("crd.projectcalico.org_caliconodestatuses.yaml")
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     status = fixture.render_node_status("node-a")
     jsonschema.validate(status, schema)
