@@ -26,12 +26,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from keybuzz import k3s
+from keybuzz import exit_codes, k3s
 from keybuzz.config import ConfigError, load_stack_yaml
 from keybuzz.offline import CHECK_TYPE_PREFIX, OPERATOR_VALUES, REPO, ProgramRun, run_program
 from keybuzz.promotion import read_commit
 
-EXIT_OK, EXIT_POLICY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
+# The contract a CI gate reads (shared with bin/check-app).
+EXIT_OK, EXIT_POLICY = exit_codes.OK, exit_codes.POLICY
+EXIT_CONFIG, EXIT_INTERNAL = exit_codes.INPUT, exit_codes.INTERNAL
 SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
 INSTALLATION = "kubernetes:operator.tigera.io/v1:Installation"
