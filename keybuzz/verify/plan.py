@@ -119,7 +119,7 @@ def ping(ip: str, *, size: int | None = None, dont_fragment: bool = False, count
     """iputils ping (busybox ping has no ``-M``); -W bounds the wait for the last reply."""
     parts = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(wait)]
     if dont_fragment:
-        parts += ["-M", "do"]
+        parts.append("-Mdo")  # one word: shellcheck reads a separate `do` as the keyword (SC1010)
     if size is not None:
         parts += ["-s", str(size)]
     parts.append(ip)
@@ -293,7 +293,7 @@ def plan_ingress(nodes: Sequence[str], pods: ProbePods, node_ips: Mapping[str, s
                    connect_timeout=timeouts.connect_s)
         # Stop at the first transport failure (curl exits 0 on any HTTP status): a firewalled port
         # costs one connect timeout, not three.
-        command = f"for i in {' '.join(str(i) for i in range(INGRESS_CALLS))}; do {one} || break; done"
+        command = f"for _ in {' '.join(str(i) for i in range(INGRESS_CALLS))}; do {one} || break; done"
         by_client.setdefault(client_node, []).append(Probe(probe_key("ingress", target), command))
     return [PodPlan(node, pods.clients[node], tuple(probes)) for node, probes in sorted(by_client.items())]
 

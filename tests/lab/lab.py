@@ -67,7 +67,7 @@ PREFIX_RE = re.compile(r"^kbl(\d+)-")
 SERVER = str(Path(__file__).with_name("lab_server.py"))
 APT_PACKAGES = {  # command -> Debian package that provides it
     "ping": "iputils-ping", "curl": "curl", "dig": "dnsutils", "nft": "nftables", "ip": "iproute2",
-    "dnsmasq": "dnsmasq-base", "busybox": "busybox",
+    "dnsmasq": "dnsmasq-base", "busybox": "busybox", "shellcheck": "shellcheck",
 }
 
 

@@ -29,3 +29,50 @@ def test_a_prefix_from_a_dead_pid_is_cleaned_up(lab):
     subprocess.run(["ip", "netns", "add", stale], check=True)
     assert stale in lab_module.cleanup_stale()
     assert stale not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_a_lab_killed_with_sigterm_removes_its_namespaces(lab):
+    """The lab's signal handler tears it down: nothing of a stopped run is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path[:0] = [{str(here)!r}, {str(here.parents[1])!r}]\n"
+            "import lab, time\n"
+            "with lab.Lab(node_count=2) as l:\n"
+            "    print(l.prefix, flush=True)\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        prefix = proc.stdout.readline().strip()
+        assert prefix.startswith("kbl")
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"{prefix}-n0" in listed
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=4)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert prefix not in listed
+    assert not Path(f"/etc/netns/{prefix}-c0").exists()
+
+
+def test_rendered_probe_scripts_pass_shellcheck(lab):
+    import subprocess
+
+    from keybuzz.verify import plan
+
+    nodes = sorted(lab.nodes)
+    pods = plan.ProbePods(clients={n: n for n in nodes}, echo_ips={n: lab.node(n).echo_ip for n in nodes})
+    plans = (plan.plan_mesh(nodes, pods) + plan.plan_mtu(nodes, pods, 1430) + plan.plan_dns(nodes, pods)
+             + plan.plan_clusterip(nodes, pods, "10.43.100.7", 9)
+             + plan.plan_ingress(nodes, pods, lab.nodes, "h.invalid")
+             + plan.plan_external(nodes, pods, ["https://example.com/"]))
+    for p in plans:
+        result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=p.script(), capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout

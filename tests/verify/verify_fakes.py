@@ -242,7 +242,7 @@ class FakeCluster:
             dst = backends[(n + len(src)) % len(backends)]
             return curl_connect_timeout() if self._blocked(src, dst) else curl_ok(dst)
         if kind == "ingress":
-            calls = len(re.search(r"for i in ([\d ]+);", cmd).group(1).split())
+            calls = len(re.search(r"for _ in ([\d ]+);", cmd).group(1).split())
             if f.ingress_503:
                 return "\n".join([curl_status(503, NGINX_503)[0]] * calls), 0
             backends = [n for n in NODES if n not in f.echo_missing]
