@@ -232,9 +232,13 @@ def run_plans(ctx: Context, plans: Sequence[plan.PodPlan]) -> tuple[dict[str, di
                 return
             parsed = plan.parse_script_output(result.stdout)
             with lock:
-                if not parsed and p.probes and result.exit_code is not None:
-                    errors[p.node] = f"script produced no results (exit {result.exit_code}): " + (
-                        (result.stderr or result.stdout).strip()[:160])
+                if not parsed and p.probes:
+                    # Nothing streamed back: the exec itself failed or hung, not one slow probe.
+                    errors[p.node] = (
+                        f"exec did not finish within {exec_timeout:.0f} s and printed nothing"
+                        if result.exit_code is None else
+                        f"script produced no results (exit {result.exit_code}): "
+                        + (result.stderr or result.stdout).strip()[:160])
                     return
                 outputs[p.node] = {probe.key: parsed.get(probe.key, plan.UNFINISHED) for probe in p.probes}
 

@@ -324,3 +324,19 @@ def test_outputs_carry_counts_failures_and_latency():
     assert (out["total"], out["failed"], out["passed"]) == (6, 2, False)
     assert out["failures"][0] == "node-a→node-c: no TCP connection within the 2 s connect timeout, ping 100% loss"
     assert out["latencyMs"]["samples"] == 4
+
+
+def test_an_exec_that_printed_nothing_before_its_deadline_is_an_exec_failure():
+    class Silent(ReplayCluster):
+        def exec_in_pod(self, namespace, pod, container, command, timeout):
+            if pod.endswith("node-b"):
+                return ExecResult("", "", None)
+            return super().exec_in_pod(namespace, pod, container, command, timeout)
+
+    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU,
+                         timeout_seconds=4)
+    clock = FakeClock()
+    verdict = run_check("mesh", inputs, lambda: Silent("healthy", "mesh"), clock=clock, sleep=clock.sleep)
+    assert [f.where for f in verdict.failures] == ["node-b→node-a", "node-b→node-c"]
+    assert all("exec did not finish within" in f.what and "printed nothing" in f.what for f in verdict.failures)
+    assert verdict.causes() == [judge.CAUSE_EXEC.format(ns="overlay-probe")]
