@@ -27,6 +27,8 @@ Public API::
     reason = prerequisites(install=True)   # None, or why the lab cannot run (not root, no netns...)
     with Lab() as lab:                      # builds; tears down on exit, SIGTERM and SIGINT
         access = lab.access()               # a keybuzz.verify.cluster.ClusterAccess
+        inputs = lab.check_inputs(timeout_seconds=10)  # keybuzz.verify.checks.CheckInputs for it
+        run_check("mesh", inputs, lambda: access)      # the real check, real tools
         lab.nodes                           # {"node-a": "10.0.1.10", ...}
         lab.block_pair("node-a", "node-b")  # faults (see the methods below) ...
         lab.reset()                         # ... all removed, PMTU caches flushed
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from keybuzz.verify import fixture
+from keybuzz.verify.checks import CheckInputs
 from keybuzz.verify.cluster import ClusterAccessError, ExecResult
 from keybuzz.verify.plan import BULK_BYTES, DNS_NAME, ECHO_PORT, INGRESS_PORT, SERVICE_PORT
 
@@ -225,6 +228,13 @@ class Lab:
 
     def access(self) -> LabClusterAccess:
         return LabClusterAccess(self)
+
+    def check_inputs(self, **overrides: Any) -> CheckInputs:
+        """CheckInputs describing this lab (pool MTU = tunnel MTU, as the program derives it)."""
+        base: dict[str, Any] = dict(nodes=self.nodes, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR,
+                                    pool_mtu=TUNNEL_MTU, timeout_seconds=30.0)
+        base.update(overrides)
+        return CheckInputs(**base)
 
     def __enter__(self) -> Lab:
         for sig in (signal.SIGTERM, signal.SIGINT):

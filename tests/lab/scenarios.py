@@ -23,13 +23,8 @@ SMALLER_PATH_MTU = 1400
 
 
 def inputs(lab: Lab, **overrides: object) -> CheckInputs:
-    """The check inputs for this lab (the pool MTU is the tunnel MTU, as the program derives it)."""
-    from lab import POD_CIDR, SUBNET_CIDR, TUNNEL_MTU
-
-    base = dict(nodes=lab.nodes, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=TUNNEL_MTU,
-                timeout_seconds=CHECK_TIMEOUT_S, timeouts=LAB_TIMEOUTS)
-    base.update(overrides)
-    return CheckInputs(**base)  # type: ignore[arg-type]
+    """The check inputs for this lab, with the lab's short probe budget and check deadline."""
+    return lab.check_inputs(**{"timeout_seconds": CHECK_TIMEOUT_S, "timeouts": LAB_TIMEOUTS, **overrides})
 
 
 @dataclass(frozen=True)
