@@ -94,3 +94,11 @@ def test_calico_node_status_validates_against_the_calico_crd_and_sets_only_known
     _fields_exist(status["spec"], schema["properties"]["spec"], "spec")
     assert status["metadata"]["name"] == "overlay-probe-node-a"
     assert "BGP" in status["spec"]["classes"]
+
+
+def test_echo_pods_serve_their_own_eth0_mtu_for_the_mtu_check():
+    template = fixture.render_echo_config()["data"]["default.conf.template"]
+    assert f"location = {plan.ECHO_MTU_PATH}" in template and "alias /probe-data/mtu;" in template
+    init = fixture.render_echo_daemonset()["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+    # The init container shares the pod's network namespace: its eth0 is the pod's.
+    assert init.endswith("cat /sys/class/net/eth0/mtu > /probe-data/mtu")

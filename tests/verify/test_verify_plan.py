@@ -2,6 +2,8 @@
 
 import subprocess
 
+import pytest
+
 from keybuzz.verify import plan
 
 NODES = ["node-a", "node-b", "node-c"]
@@ -31,8 +33,41 @@ def test_mtu_plan_uses_full_size_df_ping_and_bulk_get():
     probes = plan.plan_mtu(NODES, PODS, 1430)[0].probes
     by_key = {p.key: p.command for p in probes}
     assert by_key["mtu:eth0"] == "cat /sys/class/net/eth0/mtu"
-    assert "-M do -s 1402 10.42.20.5" in by_key["dfping:node-b"]
+    assert "-Mdo -s 1402 10.42.20.5" in by_key["dfping:node-b"]
     assert "http://10.42.20.5:8080/bulk" in by_key["bulk:node-b"] and "-o /dev/null" in by_key["bulk:node-b"]
+
+
+def test_mtu_plan_reads_echo_pods_mtu_and_the_route_cache_before_the_df_ping():
+    by_key = {p.key: p.command for p in plan.plan_mtu(NODES, PODS, 1430)[0].probes}
+    assert "http://10.42.20.5:8080/mtu" in by_key["emtu:node-b"]
+    assert by_key["dfping:node-b"].startswith("ip -o route get 10.42.20.5 2>&1; ping ")
+
+
+def test_probe_commands_carry_the_configured_timeouts():
+    t = plan.Timeouts(connect_s=1, request_s=3, bulk_s=7)
+    mtu = {p.key: p.command for p in plan.plan_mtu(NODES, PODS, 1430, t)[0].probes}
+    assert "--connect-timeout 1 -m 7" in mtu["bulk:node-b"]
+    assert "-W 1" in mtu["dfping:node-b"]
+    mesh = {p.key: p.command for p in plan.plan_mesh(NODES, PODS, t)[0].probes}
+    assert "--connect-timeout 1 -m 3" in mesh["http:node-b"]
+    assert "+time=1" in plan.plan_dns(NODES, PODS, timeouts=t)[0].probes[0].command
+
+
+def test_dns_probe_prints_the_status_not_just_short_answers():
+    command = plan.plan_dns(NODES, PODS)[0].probes[0].command
+    assert command.startswith("dig +nocmd +noall +comments +answer")
+
+
+def test_clusterip_calls_are_parallel_probes_of_one_call_each():
+    (a, *_rest) = plan.plan_clusterip(NODES, PODS, "10.43.100.7", 9)
+    assert [p.key for p in a.probes] == [f"svc:{i}" for i in range(9)]
+    assert all("http://10.43.100.7:80/node" in p.command and "for " not in p.command for p in a.probes)
+
+
+def test_ingress_loop_stops_at_the_first_transport_failure():
+    plans = plan.plan_ingress(NODES, PODS, {"node-a": "10.0.1.10", "node-b": "10.0.1.11", "node-c": "10.0.1.12"},
+                              "probe.invalid")
+    assert plans[0].probes[0].command.endswith("|| break; done")
 
 
 def test_ingress_probe_of_each_node_comes_from_the_next_node():
@@ -72,6 +107,37 @@ def test_script_runs_in_a_real_shell_and_parses_back_per_probe():
         "b:y": plan.RawOutput("no-newline", 0),
         "c:z": plan.RawOutput("late", 0),
     }
+
+
+def test_each_probe_is_printed_as_it_finishes_so_a_deadline_keeps_the_finished_ones():
+    probes = [plan.Probe("fast:a", "echo one"), plan.Probe("slow:b", "sleep 30; echo never"),
+              plan.Probe("fast:c", "echo two")]
+    proc = subprocess.Popen(["sh", "-c", plan.render_script(probes)], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        lines = []
+        while len(lines) < 6:  # the two fast probes' blocks, each begin/body/end
+            line = proc.stdout.readline()
+            assert line, "the script ended before printing the finished probes"
+            if line.strip():
+                lines.append(line)
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    parsed = plan.parse_script_output("".join(lines))
+    assert parsed == {"fast:a": plan.RawOutput("one", 0), "fast:c": plan.RawOutput("two", 0)}
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_rendered_scripts_parse_in_posix_sh_and_bash(shell):
+    pods = plan.ProbePods(clients={n: f"c-{n}" for n in NODES}, echo_ips=PODS.echo_ips)
+    scripts = [p.script() for p in plan.plan_mtu(NODES, pods, 1430) + plan.plan_clusterip(NODES, pods, "10.43.0.9", 9)
+               + plan.plan_ingress(NODES, pods, {n: "10.0.1.10" for n in NODES}, "h.invalid")]
+    for script in scripts:
+        assert subprocess.run([shell, "-n", "-c", script], capture_output=True).returncode == 0
 
 
 def test_unterminated_probe_output_is_dropped():
