@@ -121,6 +121,12 @@ class KubernetesClusterAccess:
             raise ClusterAccessError(f"{what}: HTTP {exc.status} {exc.reason}".strip()) from None
         except Exception as exc:  # urllib3 MaxRetryError, timeouts, TLS errors
             raise ClusterAccessError(f"{what}: {_short_error(exc)}") from None
+        if kwargs.get("_preload_content") is False:
+            # The raw answer (a 2xx urllib3 response): plain JSON, no typed model to validate.
+            import json
+
+            data = result.data
+            return json.loads(data) if data else {}
         return self._api.sanitize_for_serialization(result)
 
     # -- ClusterAccess ---------------------------------------------------------------------------
@@ -175,6 +181,7 @@ class KubernetesClusterAccess:
         name, namespace = meta.get("name", ""), meta.get("namespace")
         what = f"{verb} {kind} {namespace + '/' if namespace else ''}{name}"
         not_found_ok = verb != "patch"
+        kwargs["_preload_content"] = False
         if (api_version, kind) in _BUILTIN_KINDS:
             api_class, suffix, namespaced = _BUILTIN_KINDS[(api_version, kind)]
             fn = getattr(getattr(client, api_class)(self._api), f"{verb}_{suffix}")
@@ -210,7 +217,7 @@ class KubernetesClusterAccess:
 
         found = self._call(f"get CustomResourceDefinition {name}",
                            client.ApiextensionsV1Api(self._api).read_custom_resource_definition, name,
-                           not_found_ok=True)
+                           not_found_ok=True, _preload_content=False)
         return found is not None
 
     def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
