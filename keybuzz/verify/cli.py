@@ -294,7 +294,7 @@ class ClusterFacts:
 
     server: str
     nodes: dict[str, str]
-    pod_cidr: str
+    pod_cidr: str | None  # None: no flag, stack, IPPool or node podCIDR says
     subnet_cidr: str
     pod_mtu: int
     calico_missing: tuple[str, ...]  # empty: Calico installed
@@ -328,7 +328,7 @@ def gather_facts(access: FixtureAccess, target: Target, args: argparse.Namespace
     pool = None
     if not missing:
         pool = access.get_custom_object(checks.CALICO_GROUP, checks.CALICO_VERSION, "ippools", checks.IPPOOL_NAME)
-    pod_cidr = args.pod_cidr or target.pod_cidr or derive_pod_cidr(pool, node_pod_cidrs(api_nodes)) or "0.0.0.0/0"
+    pod_cidr = args.pod_cidr or target.pod_cidr or derive_pod_cidr(pool, node_pod_cidrs(api_nodes))
     subnet = args.subnet_cidr or target.subnet_cidr or covering_network(list(nodes.values()), max_prefix=24)
     mtu = args.mtu or target.pod_mtu or pool_mtu()
     return ClusterFacts(server=getattr(access, "server", "") or "", nodes=nodes, pod_cidr=pod_cidr,
@@ -546,7 +546,9 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
         raise Unreachable(f"{server}: {exc}. Check {CAUSE_UNREACHABLE}") from None
     names = tuple(n for n in CHECK_NAMES if not args.check or n in args.check)
     inputs = CheckInputs(
-        nodes=facts.nodes, pod_cidr=facts.pod_cidr, subnet_cidr=facts.subnet_cidr, pool_mtu=facts.pod_mtu,
+        # Only the calico check reads pod_cidr; with Calico there is a pool, so it is known.
+        nodes=facts.nodes, pod_cidr=facts.pod_cidr or "0.0.0.0/0", subnet_cidr=facts.subnet_cidr,
+        pool_mtu=facts.pod_mtu,
         timeout_seconds=float(timeout),
         external_urls=tuple(args.external_url) if args.external_url is not None else target.external_urls,
         probe_namespace=args.namespace,
@@ -554,7 +556,8 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
     )
     node_list = ", ".join(f"{n} {ip}" for n, ip in sorted(facts.nodes.items()))
     say(f"nodes: {node_list}")
-    say(f"pod CIDR {facts.pod_cidr}, subnet {facts.subnet_cidr}, pod MTU {facts.pod_mtu}, "
+    pod_cidr = facts.pod_cidr or "unknown (no IPPool, no node podCIDR)"
+    say(f"pod CIDR {pod_cidr}, subnet {facts.subnet_cidr}, pod MTU {facts.pod_mtu}, "
         f"Calico {'installed' if facts.calico else 'not installed (' + ', '.join(facts.calico_missing) + ')'}, "
         f"deadline {timeout} s per check")
     for note in facts.notes:
