@@ -41,6 +41,7 @@ from keybuzz.verify.cluster import ClusterAccessError, FixtureAccess
 from keybuzz.verify.judge import Verdict
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "keybuzz-k3s"
 DEFAULT_TIMEOUT_S = 60
@@ -360,6 +361,28 @@ def call_within(fn: Callable[[], Any], seconds: float, what: str) -> Any:
     return box.get("value")
 
 
+def wait_until_gone(access: FixtureAccess, namespace: dict[str, Any], bound: float, clock: Callable[[], float],
+                    sleep: Callable[[float], None], say: Callable[[str], None]) -> float | None:
+    """If the probe namespace is still terminating (an earlier run just removed it), wait for it.
+
+    A terminating namespace refuses new objects, so applying into it would fail. Returns the
+    seconds waited, or None when there was nothing to wait for. Raises ClusterAccessError when
+    the namespace outlives ``bound``.
+    """
+    live = access.read_object(namespace)
+    if not live or not (live.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    name = namespace["metadata"]["name"]
+    say(f"namespace {name} is still terminating (an earlier run removed it); waiting up to {bound:g} s")
+    start = clock()
+    while access.read_object(namespace) is not None:
+        if clock() - start + 2 > bound:
+            raise ClusterAccessError(f"namespace {name} still terminating after {bound:g} s: see "
+                                     f"`kubectl get namespace {name} -o yaml` (finalizers)")
+        sleep(2)
+    return clock() - start
+
+
 def wait_for_probe_pods(access: FixtureAccess, namespace: str, nodes: Sequence[str], bound: float,
                         clock: Callable[[], float], sleep: Callable[[float], None]) -> tuple[int, int]:
     """Poll until a Ready client and echo pod run on every node, or ``bound`` seconds pass.
@@ -524,6 +547,10 @@ def main(
     except Unreachable as exc:
         say(f"bin/verify: cannot reach the cluster: {exc}")
         return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        # The fixture was removed on the way out (unless --keep); say so instead of a traceback.
+        say("bin/verify: interrupted")
+        return EXIT_INTERRUPTED
 
 
 def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None], clock: Callable[[], float],
@@ -571,11 +598,13 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
     removed: bool | str = False
     try:
         try:
+            waited = wait_until_gone(access, manifests[0], args.ready_timeout, clock, sleep, say)
+            if waited is not None:
+                say(f"namespace {args.namespace} from an earlier run finished terminating after {waited:.0f} s")
             for manifest in manifests:
                 access.apply_object(manifest)
         except ClusterAccessError as exc:
-            raise Unreachable(f"could not deploy the probe fixture: {exc} (a namespace {args.namespace} still "
-                              "terminating from an earlier run refuses new objects: wait and rerun)") from None
+            raise Unreachable(f"could not deploy the probe fixture: {exc}") from None
         say(f"probe fixture applied in namespace {args.namespace}; waiting up to {args.ready_timeout} s for its pods")
         try:
             ready, total = wait_for_probe_pods(access, args.namespace, sorted(facts.nodes), args.ready_timeout,
@@ -599,6 +628,8 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
                 removed = True
             except ClusterAccessError as exc:
                 removed = f"failed: {exc}"
+            if sys.exc_info()[0] is not None:  # leaving early (unreachable, interrupted): say what was left
+                say(f"probe fixture {'removed' if removed is True else 'NOT removed (' + str(removed) + ')'}")
     passed = all(name in verdicts and verdicts[name].ok for name in names)
     say("")
     for line in render_table(names, verdicts):

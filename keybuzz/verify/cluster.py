@@ -53,7 +53,7 @@ class FixtureAccess(ClusterAccess, Protocol):
 
     def delete_object(self, manifest: dict[str, Any]) -> None: ...
 
-    def object_exists(self, manifest: dict[str, Any]) -> bool: ...
+    def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None: ...
 
     def crd_exists(self, name: str) -> bool: ...
 
@@ -118,7 +118,9 @@ class KubernetesClusterAccess:
                 return None
             if not exc.status:  # transport failure wrapped by the client (websocket, connect)
                 raise ClusterAccessError(f"{what}: {str(exc.reason).splitlines()[0][:300]}") from None
-            raise ClusterAccessError(f"{what}: HTTP {exc.status} {exc.reason}".strip()) from None
+            detail = _status_message(exc.body)
+            raise ClusterAccessError(f"{what}: HTTP {exc.status} {exc.reason}".strip()
+                                     + (f": {detail}" if detail else "")) from None
         except Exception as exc:  # urllib3 MaxRetryError, timeouts, TLS errors
             raise ClusterAccessError(f"{what}: {_short_error(exc)}") from None
         if kwargs.get("_preload_content") is False:
@@ -209,8 +211,9 @@ class KubernetesClusterAccess:
         """Delete in the background (a namespace takes its contents with it); already gone is fine."""
         self._object_call("delete", manifest, propagation_policy="Background")
 
-    def object_exists(self, manifest: dict[str, Any]) -> bool:
-        return self._object_call("read", manifest) is not None
+    def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """The live object a manifest names (plain JSON), or None when there is none."""
+        return self._object_call("read", manifest)
 
     def crd_exists(self, name: str) -> bool:
         from kubernetes import client
@@ -261,6 +264,18 @@ def _short_error(exc: BaseException) -> str:
     if ">: " in text:
         text = text.split(">: ", 1)[1]
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _status_message(body: Any) -> str:
+    """The ``message`` of a Kubernetes Status body (why a request was refused), shortened."""
+    import json
+
+    try:
+        status = json.loads(body) if isinstance(body, str | bytes) else None
+    except ValueError:
+        return ""
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message).splitlines()[0][:240] if message else ""
 
 
 def _yaml_line(exc: Exception) -> str:

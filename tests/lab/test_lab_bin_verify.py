@@ -53,8 +53,8 @@ class LabFixtureAccess(LabClusterAccess):
     def delete_object(self, manifest: dict[str, Any]) -> None:
         self.deleted.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
 
-    def object_exists(self, manifest: dict[str, Any]) -> bool:
-        return True
+    def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        return None  # nothing left over from an earlier run
 
     def crd_exists(self, name: str) -> bool:
         return False

@@ -97,8 +97,8 @@ class FixtureFake:
     def delete_object(self, manifest: dict[str, Any]) -> None:
         self.deleted.append((manifest["kind"], manifest["metadata"]["name"]))
 
-    def object_exists(self, manifest: dict[str, Any]) -> bool:
-        return True
+    def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        return None
 
     def crd_exists(self, name: str) -> bool:
         return self.calico
@@ -275,6 +275,49 @@ def test_fixture_is_removed_when_the_cluster_goes_away_mid_run(kubeconfig_file):
     assert code == cli.EXIT_UNREACHABLE
     assert "cannot reach the cluster: listing the probe pods: list pods: MaxRetryError: Connection refused" in text
     assert ("Namespace", "overlay-probe") in access.deleted
+    assert "probe fixture removed" in text
+
+
+def test_interrupt_removes_the_fixture_and_exits_130(kubeconfig_file, monkeypatch):
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # Ctrl-C while the checks run
+
+    monkeypatch.setattr(cli, "run_checks", interrupted)
+    access = FixtureFake(FakeCluster())
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file)], access)
+    assert code == cli.EXIT_INTERRUPTED
+    assert text.splitlines()[-2:] == ["probe fixture removed", "bin/verify: interrupted"]
+    assert ("Namespace", "overlay-probe") in access.deleted
+
+
+def test_a_namespace_still_terminating_is_waited_for_before_applying(kubeconfig_file):
+    class Terminating(FixtureFake):
+        reads = 0
+
+        def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+            self.reads += 1
+            if self.reads <= 3:  # terminating for three reads, then gone
+                return {"metadata": {"name": "overlay-probe", "deletionTimestamp": "2026-12-01T03:00:00Z"}}
+            return None
+
+    access = Terminating(FakeCluster())
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--check", "dns"], access)
+    assert code == 0, text
+    assert "namespace overlay-probe is still terminating (an earlier run removed it); waiting up to 180 s" in text
+    assert "namespace overlay-probe from an earlier run finished terminating after 4 s" in text
+    assert access.applied[0] == ("Namespace", "overlay-probe")
+
+
+def test_a_namespace_that_never_finishes_terminating_exits_3(kubeconfig_file):
+    class Stuck(FixtureFake):
+        def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+            return {"metadata": {"name": "overlay-probe", "deletionTimestamp": "2026-12-01T03:00:00Z"}}
+
+    access = Stuck(FakeCluster())
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--ready-timeout", "20"], access)
+    assert code == cli.EXIT_UNREACHABLE
+    assert "namespace overlay-probe still terminating after 20 s" in text and "finalizers" in text
+    assert access.applied == []
 
 
 def test_fixture_apply_refused_exits_3_and_says_why(kubeconfig_file):
@@ -515,9 +558,9 @@ def test_fixture_apply_and_delete_send_server_side_apply_and_background_deletes(
         for manifest in manifests:
             access.apply_object(manifest)
         cli.remove_fixture(access, manifests)
-        exists = access.object_exists(manifests[0])
+        exists = access.read_object(manifests[0])
         crd = access.crd_exists("ippools.crd.projectcalico.org")
-        gone = access.object_exists({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "missing"}})
+        gone = access.read_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "missing"}})
     finally:
         server.shutdown()
     apply_query, background = "?fieldManager=keybuzz-verify&force=true", "?propagationPolicy=Background"
@@ -537,7 +580,7 @@ def test_fixture_apply_and_delete_send_server_side_apply_and_background_deletes(
     ]
     assert {ct for m, _, ct, _ in seen if m == "PATCH"} == {"application/apply-patch+yaml"}
     assert [body for m, _, _, body in seen if m == "PATCH"] == manifests
-    assert (exists, crd, gone) == (True, True, False)
+    assert (exists, crd, gone) == ({"kind": "Status", "apiVersion": "v1", "metadata": {}}, True, None)
 
 
 def test_module_runs_as_a_script_without_pulumi_on_path(tmp_path):
