@@ -536,8 +536,11 @@ def test_fixture_apply_and_delete_send_server_side_apply_and_background_deletes(
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
             seen.append((self.command, self.path, self.headers.get("Content-Type", ""), body))
-            status = 404 if self.path.endswith("/missing") else 200
-            payload = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}}).encode()
+            status = 404 if self.path.endswith("/missing") else 403 if "/forbidden" in self.path else 200
+            payload = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}} if status == 200 else {
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status,
+                "message": 'namespaces "forbidden" is forbidden: User "probe" cannot patch resource "namespaces"'
+            }).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -561,6 +564,8 @@ def test_fixture_apply_and_delete_send_server_side_apply_and_background_deletes(
         exists = access.read_object(manifests[0])
         crd = access.crd_exists("ippools.crd.projectcalico.org")
         gone = access.read_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "missing"}})
+        with pytest.raises(ClusterAccessError) as refused:
+            access.apply_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "forbidden"}})
     finally:
         server.shutdown()
     apply_query, background = "?fieldManager=keybuzz-verify&force=true", "?propagationPolicy=Background"
@@ -577,9 +582,13 @@ def test_fixture_apply_and_delete_send_server_side_apply_and_background_deletes(
         ("GET", "/api/v1/namespaces/overlay-probe"),
         ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ippools.crd.projectcalico.org"),
         ("GET", "/api/v1/namespaces/missing"),
+        ("PATCH", f"/api/v1/namespaces/forbidden{apply_query}"),
     ]
+    # A refusal says why, from the API's Status.
+    assert str(refused.value) == ('patch Namespace forbidden: HTTP 403 Forbidden: namespaces "forbidden" is '
+                                  'forbidden: User "probe" cannot patch resource "namespaces"')
     assert {ct for m, _, ct, _ in seen if m == "PATCH"} == {"application/apply-patch+yaml"}
-    assert [body for m, _, _, body in seen if m == "PATCH"] == manifests
+    assert [body for m, _, _, body in seen if m == "PATCH"][:-1] == manifests
     assert (exists, crd, gone) == ({"kind": "Status", "apiVersion": "v1", "metadata": {}}, True, None)
 
 
