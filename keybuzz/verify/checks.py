@@ -57,6 +57,9 @@ class CheckInputs:
     external_urls: tuple[str, ...] = ()
     probe_namespace: str = fixture.NAMESPACE
     ingress_host: str = fixture.DEFAULT_INGRESS_HOST
+    ingress_controller: str = fixture.DEFAULT_INGRESS_CONTROLLER
+    # The probes' own time budget (curl, ping, dig); the lab shortens it to keep tests fast.
+    timeouts: plan.Timeouts = plan.DEFAULT_TIMEOUTS
 
     @property
     def node_names(self) -> list[str]:
@@ -75,6 +78,7 @@ class CheckInputs:
             external_urls=tuple(str(u) for u in props.get("externalUrls") or ()),
             probe_namespace=str(props.get("probeNamespace") or fixture.NAMESPACE),
             ingress_host=str(props.get("ingressHost") or fixture.DEFAULT_INGRESS_HOST),
+            ingress_controller=str(props.get("ingressController") or fixture.DEFAULT_INGRESS_CONTROLLER),
         )
 
 
@@ -205,7 +209,11 @@ def _api_failure(title: str, error: str) -> Verdict:
 
 def run_plans(ctx: Context, plans: Sequence[plan.PodPlan]) -> tuple[dict[str, dict[str, plan.RawOutput]],
                                                                        dict[str, str]]:
-    """One exec per client pod, all in parallel; returns outputs and exec errors by node."""
+    """One exec per client pod, all in parallel; returns outputs and exec errors by node.
+
+    An exec cut short by its deadline keeps the probes that finished (the script prints each as it
+    ends); the others are ``plan.UNFINISHED``, so the judges blame only them.
+    """
     ns = ctx.inputs.probe_namespace
     outputs: dict[str, dict[str, plan.RawOutput]] = {}
     errors: dict[str, str] = {}
@@ -224,12 +232,11 @@ def run_plans(ctx: Context, plans: Sequence[plan.PodPlan]) -> tuple[dict[str, di
                 return
             parsed = plan.parse_script_output(result.stdout)
             with lock:
-                outputs[p.node] = parsed
-                if result.exit_code is None and len(parsed) < len(p.probes):
-                    errors[p.node] = f"exec did not finish within {exec_timeout:.0f} s"
-                elif not parsed and p.probes:
+                if not parsed and p.probes and result.exit_code is not None:
                     errors[p.node] = f"script produced no results (exit {result.exit_code}): " + (
                         (result.stderr or result.stdout).strip()[:160])
+                    return
+                outputs[p.node] = {probe.key: parsed.get(probe.key, plan.UNFINISHED) for probe in p.probes}
 
     threads = [threading.Thread(target=one, args=(p,), daemon=True, name=f"exec-{p.node}") for p in plans]
     for t in threads:
@@ -238,7 +245,7 @@ def run_plans(ctx: Context, plans: Sequence[plan.PodPlan]) -> tuple[dict[str, di
         t.join(max(0.0, ctx.remaining() - 0.3))
     with lock:
         for p, t in zip(plans, threads, strict=True):
-            if t.is_alive() and p.node not in outputs:
+            if t.is_alive() and p.node not in outputs and p.node not in errors:
                 errors[p.node] = f"exec in {ns}/{p.pod} did not finish before the check deadline"
         return dict(outputs), dict(errors)
 
@@ -326,7 +333,7 @@ def check_dns(ctx: Context) -> Verdict:
         svc = ctx.access.get_service("default", "kubernetes")
     expected = ((svc or {}).get("spec") or {}).get("clusterIP", "")
     pods = discover(ctx, need_echo=False)
-    outputs, errors = run_plans(ctx, plan.plan_dns(ctx.inputs.node_names, pods))
+    outputs, errors = run_plans(ctx, plan.plan_dns(ctx.inputs.node_names, pods, timeouts=ctx.inputs.timeouts))
     verdict = judge.judge_dns(ctx.inputs.node_names, outputs, expected, pods.clients, errors,
                               ctx.inputs.probe_namespace)
     if not expected:
@@ -347,30 +354,32 @@ def check_clusterip(ctx: Context) -> Verdict:
                                          "the probe fixture is not deployed (see the verification component)")])
     nodes = ctx.inputs.node_names
     calls = plan.clusterip_calls(len(nodes))
-    outputs, errors = run_plans(ctx, plan.plan_clusterip(nodes, pods, ip, calls))
+    outputs, errors = run_plans(ctx, plan.plan_clusterip(nodes, pods, ip, calls, ctx.inputs.timeouts))
     return judge.judge_clusterip(nodes, outputs, ip, pods.clients, sorted(pods.echo_ips), errors, ns)
 
 
 def check_mesh(ctx: Context) -> Verdict:
     pods = discover(ctx)
     nodes = ctx.inputs.node_names
-    outputs, errors = run_plans(ctx, plan.plan_mesh(nodes, pods))
-    return judge.judge_mesh(nodes, outputs, pods.clients, pods.echo_ips, errors, ctx.inputs.probe_namespace)
+    outputs, errors = run_plans(ctx, plan.plan_mesh(nodes, pods, ctx.inputs.timeouts))
+    return judge.judge_mesh(nodes, outputs, pods.clients, pods.echo_ips, errors, ctx.inputs.probe_namespace,
+                            ctx.inputs.timeouts)
 
 
 def check_mtu(ctx: Context) -> Verdict:
-    pods = discover(ctx, reserve=plan.BULK_TIMEOUT_S + 5)
+    pods = discover(ctx, reserve=ctx.inputs.timeouts.bulk_s + 5)
     nodes, mtu = ctx.inputs.node_names, ctx.inputs.pool_mtu
-    outputs, errors = run_plans(ctx, plan.plan_mtu(nodes, pods, mtu))
-    return judge.judge_mtu(nodes, outputs, pods.clients, pods.echo_ips, mtu, errors, ctx.inputs.probe_namespace)
+    outputs, errors = run_plans(ctx, plan.plan_mtu(nodes, pods, mtu, ctx.inputs.timeouts))
+    return judge.judge_mtu(nodes, outputs, pods.clients, pods.echo_ips, mtu, errors, ctx.inputs.probe_namespace,
+                           ctx.inputs.timeouts)
 
 
 def check_ingress(ctx: Context) -> Verdict:
     pods = discover(ctx)
     nodes, host = ctx.inputs.node_names, ctx.inputs.ingress_host
-    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host))
+    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host, ctx.inputs.timeouts))
     return judge.judge_ingress(nodes, outputs, plan.ingress_prober(nodes, pods), ctx.inputs.nodes, host, errors,
-                               ctx.inputs.probe_namespace)
+                               ctx.inputs.probe_namespace, ctx.inputs.ingress_controller)
 
 
 def check_external(ctx: Context) -> Verdict:
@@ -382,7 +391,7 @@ def check_external(ctx: Context) -> Verdict:
             ctx.access.list_nodes()
         return judge.judge_external(nodes, {}, {}, urls)
     pods = discover(ctx, need_echo=False)
-    outputs, errors = run_plans(ctx, plan.plan_external(nodes, pods, urls))
+    outputs, errors = run_plans(ctx, plan.plan_external(nodes, pods, urls, ctx.inputs.timeouts))
     return judge.judge_external(nodes, outputs, pods.clients, urls, errors, ctx.inputs.probe_namespace)
 
 

@@ -10,7 +10,8 @@ into ``/etc/nginx/conf.d/`` with envsubst, substituting only variables that are 
 ``${NODE_NAME}`` (from the downward API, ``spec.nodeName``) becomes the node name while nginx's own
 ``$uri``-style variables are left alone. An initContainer (same image, busybox ``head``) writes a
 1 MiB random file into an emptyDir that nginx serves as the bulk body: random so that no layer can
-compress it, an emptyDir so the image needs no change.
+compress it, an emptyDir so the image needs no change. It also writes the pod's eth0 MTU there,
+served on ``/mtu``, so the MTU check sees echo pods' MTUs without an exec into them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from keybuzz import ingress
-from keybuzz.verify.plan import BULK_BYTES, BULK_PATH, CLIENT_CONTAINER, ECHO_PORT, NODE_PATH, SERVICE_PORT
+from keybuzz.verify.plan import (
+    BULK_BYTES,
+    BULK_PATH,
+    CLIENT_CONTAINER,
+    ECHO_MTU_PATH,
+    ECHO_PORT,
+    NODE_PATH,
+    SERVICE_PORT,
+)
 
 NAMESPACE = "overlay-probe"
 ECHO_NAME = "overlay-probe-echo"
@@ -27,6 +36,7 @@ CLIENT_NAME = "overlay-probe-client"
 ECHO_CONTAINER = "echo"
 INGRESS_CLASS = ingress.INGRESS_CLASS  # the class ingress-nginx serves (keybuzz/ingress.py)
 DEFAULT_INGRESS_HOST = "overlay-probe.invalid"
+DEFAULT_INGRESS_CONTROLLER = "ingress-nginx"  # the name the ingress check's messages use
 NODE_STATUS_PREFIX = "overlay-probe-"
 # Digests are the multi-arch index digests of these tags, as pinned by several unrelated public
 # repositories (see keybuzz/verify/README.md); a tag alone is mutable.
@@ -56,6 +66,10 @@ server {{
     location = {BULK_PATH} {{
         default_type application/octet-stream;
         alias /probe-data/bulk.bin;
+    }}
+    location = {ECHO_MTU_PATH} {{
+        default_type text/plain;
+        alias /probe-data/mtu;
     }}
     location = /healthz {{
         default_type text/plain;
@@ -124,7 +138,10 @@ def render_echo_daemonset(namespace: str = NAMESPACE, image: str = DEFAULT_ECHO_
                             "name": "bulk-body",
                             "image": image,
                             "command": ["/bin/sh", "-c",
-                                        f"head -c {BULK_BYTES} /dev/urandom > /probe-data/bulk.bin"],
+                                        f"head -c {BULK_BYTES} /dev/urandom > /probe-data/bulk.bin && "
+                                        # the pod's own eth0 MTU, served on /mtu: the MTU check reads
+                                        # echo pods' MTUs too (a pod keeps the MTU it started with)
+                                        "cat /sys/class/net/eth0/mtu > /probe-data/mtu"],
                             "volumeMounts": [{"name": "probe-data", "mountPath": "/probe-data"}],
                             "resources": _resources("10m", "16Mi", "100m", "32Mi"),
                         }

@@ -29,6 +29,19 @@ BULK_TIMEOUT_S = 10
 PING_COUNT = 3
 # IPv4 header (20) + ICMP header (8): `ping -s MTU-28` fills the pod MTU exactly.
 ICMP_OVERHEAD = 28
+ECHO_MTU_PATH = "/mtu"  # the echo pod's own eth0 MTU (fixture.py writes it at pod start)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """The probes' time budget; the judges quote these numbers, so messages say what really ran."""
+
+    connect_s: int = CONNECT_TIMEOUT_S
+    request_s: int = REQUEST_TIMEOUT_S
+    bulk_s: int = BULK_TIMEOUT_S
+
+
+DEFAULT_TIMEOUTS = Timeouts()
 
 CURL_MARK = "@@curl"
 BEGIN_MARK = "@@begin"
@@ -68,10 +81,18 @@ class PodPlan:
 
 @dataclass(frozen=True)
 class RawOutput:
-    """A probe's combined stdout/stderr and exit code (None when it never reported one)."""
+    """A probe's combined stdout/stderr and exit code (None when it never reported one).
+
+    ``finished`` False: the exec's deadline came before this probe printed its block (the other
+    probes of the same exec may have finished: their blocks are kept).
+    """
 
     text: str
     exit_code: int | None
+    finished: bool = True
+
+
+UNFINISHED = RawOutput("", None, finished=False)
 
 
 def probe_key(kind: str, target: str) -> str:
@@ -80,9 +101,9 @@ def probe_key(kind: str, target: str) -> str:
 
 
 def curl(url: str, *, max_time: int = REQUEST_TIMEOUT_S, discard_body: bool = False,
-         host: str | None = None, follow: bool = False) -> str:
+         host: str | None = None, follow: bool = False, connect_timeout: int = CONNECT_TIMEOUT_S) -> str:
     """A curl command whose last line is ``@@curl <http_code> <size_download> <time_total>``."""
-    parts = ["curl", "-sS", "--connect-timeout", str(CONNECT_TIMEOUT_S), "-m", str(max_time)]
+    parts = ["curl", "-sS", "--connect-timeout", str(connect_timeout), "-m", str(max_time)]
     if follow:
         parts += ["-L", "--max-redirs", "3"]
     if host:
@@ -93,9 +114,10 @@ def curl(url: str, *, max_time: int = REQUEST_TIMEOUT_S, discard_body: bool = Fa
     return shlex.join(parts)
 
 
-def ping(ip: str, *, size: int | None = None, dont_fragment: bool = False, count: int = PING_COUNT) -> str:
+def ping(ip: str, *, size: int | None = None, dont_fragment: bool = False, count: int = PING_COUNT,
+         wait: int = CONNECT_TIMEOUT_S) -> str:
     """iputils ping (busybox ping has no ``-M``); -W bounds the wait for the last reply."""
-    parts = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(CONNECT_TIMEOUT_S)]
+    parts = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", str(wait)]
     if dont_fragment:
         parts += ["-M", "do"]
     if size is not None:
@@ -105,18 +127,25 @@ def ping(ip: str, *, size: int | None = None, dont_fragment: bool = False, count
 
 
 def render_script(probes: Sequence[Probe]) -> str:
-    """Run every probe in the background and print their outputs in order, each between markers.
+    """Run every probe in the background; print each one's output, between markers, as it finishes.
 
     Probes run in parallel so that a pod's exec lasts as long as its slowest probe, not the sum.
+    Printing each block as soon as its probe ends (the main shell polls, so blocks never
+    interleave) means an exec cut short by its deadline still returns every finished probe.
     """
-    lines = ['d=$(mktemp -d) || exit 97']
+    lines = ['d=$(mktemp -d) || exit 97',
+             'show() { printf \'%s %s\\n\' "' + BEGIN_MARK + '" "$2"; cat "$d/$1"; '
+             'printf \'\\n%s %s %s\\n\' "' + END_MARK + '" "$2" "$(cat "$d/$1.rc")"; : >"$d/$1.shown"; }']
     for i, probe in enumerate(probes):
-        lines.append(f'( ( {probe.command} ) >"$d/{i}" 2>&1 </dev/null; echo $? >"$d/{i}.rc" ) &')
-    lines.append("wait")
+        lines.append(f'( ( {probe.command} ) >"$d/{i}" 2>&1 </dev/null; echo $? >"$d/{i}.t"; '
+                     f'mv "$d/{i}.t" "$d/{i}.rc" ) &')
+    lines.append("left=" + str(len(probes)))
+    lines.append('while [ "$left" -gt 0 ]; do')
     for i, probe in enumerate(probes):
-        key = shlex.quote(probe.key)
-        lines.append(f"printf '{BEGIN_MARK} %s\\n' {key}; cat \"$d/{i}\"")
-        lines.append(f"printf '\\n{END_MARK} %s %s\\n' {key} \"$(cat \"$d/{i}.rc\" 2>/dev/null)\"")
+        lines.append(f'  if [ -e "$d/{i}.rc" ] && [ ! -e "$d/{i}.shown" ]; then show {i} {shlex.quote(probe.key)}; '
+                     'left=$((left - 1)); fi')
+    lines.append('  [ "$left" -gt 0 ] && sleep 0.05')
+    lines.append("done")
     lines.append('rm -rf "$d"')
     return "\n".join(lines) + "\n"
 
@@ -152,7 +181,7 @@ def _echo_url(ip: str, path: str, port: int = ECHO_PORT) -> str:
     return f"http://{ip}:{port}{path}"
 
 
-def plan_mesh(nodes: Sequence[str], pods: ProbePods) -> list[PodPlan]:
+def plan_mesh(nodes: Sequence[str], pods: ProbePods, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[PodPlan]:
     """Each client pod: HTTP to, and ping of, the echo pod on every other node."""
     plans = []
     for src in sorted(nodes):
@@ -163,15 +192,22 @@ def plan_mesh(nodes: Sequence[str], pods: ProbePods) -> list[PodPlan]:
             if a != src or dst not in pods.echo_ips:
                 continue
             ip = pods.echo_ips[dst]
-            probes.append(Probe(probe_key("http", dst), curl(_echo_url(ip, NODE_PATH))))
-            probes.append(Probe(probe_key("ping", dst), ping(ip)))
+            probes.append(Probe(probe_key("http", dst), curl(_echo_url(ip, NODE_PATH), max_time=timeouts.request_s,
+                                                              connect_timeout=timeouts.connect_s)))
+            probes.append(Probe(probe_key("ping", dst), ping(ip, wait=timeouts.connect_s)))
         plans.append(PodPlan(src, pods.clients[src], tuple(probes)))
     return plans
 
 
-def plan_dns(nodes: Sequence[str], pods: ProbePods, name: str = DNS_NAME) -> list[PodPlan]:
-    """Each client pod resolves the API server's Service name through the cluster DNS."""
-    command = shlex.join(["dig", "+short", "+time=2", "+tries=2", name, "A"])
+def plan_dns(nodes: Sequence[str], pods: ProbePods, name: str = DNS_NAME,
+             timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[PodPlan]:
+    """Each client pod resolves the API server's Service name through the cluster DNS.
+
+    Header comments and the answer section, not ``+short``: the status (NOERROR, NXDOMAIN,
+    SERVFAIL) is what tells "CoreDNS answers but not this name" from "CoreDNS answers nothing".
+    """
+    command = shlex.join(["dig", "+nocmd", "+noall", "+comments", "+answer", f"+time={timeouts.connect_s}",
+                          "+tries=2", name, "A"])
     return [
         PodPlan(node, pods.clients[node], (Probe(probe_key("dns", "kubernetes"), command),))
         for node in sorted(nodes)
@@ -188,21 +224,26 @@ def clusterip_calls(node_count: int) -> int:
     return max(6, 3 * node_count)
 
 
-def plan_clusterip(nodes: Sequence[str], pods: ProbePods, service_ip: str, calls: int) -> list[PodPlan]:
-    """Each client pod calls the echo Service's ClusterIP repeatedly (sequentially, in one probe)."""
-    one = curl(_echo_url(service_ip, NODE_PATH, SERVICE_PORT), max_time=3)
-    command = f"for i in {' '.join(str(i) for i in range(calls))}; do {one}; done"
-    return [
-        PodPlan(node, pods.clients[node], (Probe(probe_key("svc", service_ip), command),))
-        for node in sorted(nodes)
-        if node in pods.clients
-    ]
+def plan_clusterip(nodes: Sequence[str], pods: ProbePods, service_ip: str, calls: int,
+                   timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[PodPlan]:
+    """Each client pod calls the echo Service's ClusterIP ``calls`` times, as parallel probes
+    (``svc:0`` … ``svc:N-1``): the exec lasts one call, even when every call times out."""
+    one = curl(_echo_url(service_ip, NODE_PATH, SERVICE_PORT), max_time=timeouts.request_s,
+               connect_timeout=timeouts.connect_s)
+    probes = tuple(Probe(probe_key("svc", str(i)), one) for i in range(calls))
+    return [PodPlan(node, pods.clients[node], probes) for node in sorted(nodes) if node in pods.clients]
 
 
-def plan_mtu(nodes: Sequence[str], pods: ProbePods, mtu: int) -> list[PodPlan]:
-    """Each client pod: its eth0 MTU, and per other node a small ping, a full-size DF ping, a bulk GET.
+def plan_mtu(nodes: Sequence[str], pods: ProbePods, mtu: int,
+             timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[PodPlan]:
+    """Each client pod: its eth0 MTU, and per other node the echo pod's eth0 MTU, a small ping, a
+    full-size DF ping and a bulk GET.
 
-    Small probes pass through a PMTU black hole; only full-size packets show it.
+    Small probes pass through a PMTU black hole; only full-size packets show it. The DF ping is
+    preceded by ``ip -o route get`` (no privilege needed), whose ``cache expires …sec mtu N``
+    shows a path MTU the pod's kernel learnt before this run: DF pings then fail locally
+    (``message too long``) without a packet leaving, and pods cannot flush that cache
+    (CAP_NET_ADMIN), so the judge must recognise it instead.
     """
     plans = []
     for src in sorted(nodes):
@@ -213,10 +254,14 @@ def plan_mtu(nodes: Sequence[str], pods: ProbePods, mtu: int) -> list[PodPlan]:
             if a != src or dst not in pods.echo_ips:
                 continue
             ip = pods.echo_ips[dst]
-            probes.append(Probe(probe_key("ping", dst), ping(ip, count=2)))
-            probes.append(Probe(probe_key("dfping", dst), ping(ip, size=mtu - ICMP_OVERHEAD, dont_fragment=True)))
+            probes.append(Probe(probe_key("emtu", dst), curl(_echo_url(ip, ECHO_MTU_PATH), max_time=timeouts.request_s,
+                                                             connect_timeout=timeouts.connect_s)))
+            probes.append(Probe(probe_key("ping", dst), ping(ip, count=2, wait=timeouts.connect_s)))
+            df = ping(ip, size=mtu - ICMP_OVERHEAD, dont_fragment=True, wait=timeouts.connect_s)
+            probes.append(Probe(probe_key("dfping", dst), f"ip -o route get {shlex.quote(ip)} 2>&1; {df}"))
             probes.append(Probe(probe_key("bulk", dst),
-                                curl(_echo_url(ip, BULK_PATH), max_time=BULK_TIMEOUT_S, discard_body=True)))
+                                curl(_echo_url(ip, BULK_PATH), max_time=timeouts.bulk_s, discard_body=True,
+                                     connect_timeout=timeouts.connect_s)))
         plans.append(PodPlan(src, pods.clients[src], tuple(probes)))
     return plans
 
@@ -237,24 +282,30 @@ def ingress_prober(nodes: Sequence[str], pods: ProbePods) -> dict[str, str]:
 INGRESS_CALLS = 3
 
 
-def plan_ingress(nodes: Sequence[str], pods: ProbePods, node_ips: Mapping[str, str], host: str) -> list[PodPlan]:
+def plan_ingress(nodes: Sequence[str], pods: ProbePods, node_ips: Mapping[str, str], host: str,
+                 timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[PodPlan]:
     """ingress-nginx listens on every node's private IP (hostNetwork); probe each one with the Host."""
     by_client: dict[str, list[Probe]] = {}
     for target, client_node in ingress_prober(nodes, pods).items():
         if target not in node_ips:
             continue
-        one = curl(f"http://{node_ips[target]}:{INGRESS_PORT}{NODE_PATH}", host=host)
-        command = f"for i in {' '.join(str(i) for i in range(INGRESS_CALLS))}; do {one}; done"
+        one = curl(f"http://{node_ips[target]}:{INGRESS_PORT}{NODE_PATH}", host=host, max_time=timeouts.request_s,
+                   connect_timeout=timeouts.connect_s)
+        # Stop at the first transport failure (curl exits 0 on any HTTP status): a firewalled port
+        # costs one connect timeout, not three.
+        command = f"for i in {' '.join(str(i) for i in range(INGRESS_CALLS))}; do {one} || break; done"
         by_client.setdefault(client_node, []).append(Probe(probe_key("ingress", target), command))
     return [PodPlan(node, pods.clients[node], tuple(probes)) for node, probes in sorted(by_client.items())]
 
 
-def plan_external(nodes: Sequence[str], pods: ProbePods, urls: Sequence[str]) -> list[PodPlan]:
+def plan_external(nodes: Sequence[str], pods: ProbePods, urls: Sequence[str],
+                  timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[PodPlan]:
     """Each client pod fetches every external URL (egress can differ per node: NAT, default route)."""
     if not urls:
         return []
     probes = tuple(
-        Probe(probe_key("ext", str(i)), curl(url, max_time=REQUEST_TIMEOUT_S + 3, discard_body=True, follow=True))
+        Probe(probe_key("ext", str(i)), curl(url, max_time=timeouts.request_s + 3, discard_body=True, follow=True,
+                                             connect_timeout=timeouts.connect_s))
         for i, url in enumerate(urls)
     )
     return [PodPlan(node, pods.clients[node], probes) for node in sorted(nodes) if node in pods.clients]

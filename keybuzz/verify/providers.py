@@ -195,6 +195,8 @@ class OverlayCheckArgs:
     external_urls: pulumi.Input[Sequence[str]] = ()
     probe_namespace: pulumi.Input[str] = fixture.NAMESPACE
     ingress_host: pulumi.Input[str] = fixture.DEFAULT_INGRESS_HOST
+    # Named in the ingress check's causes ("traefik" when that controller serves the probe Ingress).
+    ingress_controller: pulumi.Input[str] = fixture.DEFAULT_INGRESS_CONTROLLER
     # Changes every program run by default: shows in the diff why each check runs again.
     run_id: pulumi.Input[str] = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -209,6 +211,7 @@ class OverlayCheckArgs:
             "externalUrls": list(self.external_urls) if isinstance(self.external_urls, tuple) else self.external_urls,
             "probeNamespace": self.probe_namespace,
             "ingressHost": self.ingress_host,
+            "ingressController": self.ingress_controller,
             "runId": self.run_id,
         }
 

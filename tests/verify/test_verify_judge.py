@@ -1,4 +1,7 @@
-"""Parsers of real tool output, and the fault matrix judged through the fake cluster."""
+"""Parsers and judges on output captured from the real tools in the lab; the check flow on fakes."""
+
+import sys
+from pathlib import Path
 
 import pytest
 from verify_fakes import (
@@ -6,78 +9,156 @@ from verify_fakes import (
     NODES,
     POD_CIDR,
     SUBNET_CIDR,
+    FakeClock,
     FakeCluster,
     Faults,
+    ReplayCluster,
     UnreachableCluster,
-    curl_connect_timeout,
-    curl_stalled,
-    dig_timeout,
-    ping_frag_needed,
-    ping_ok,
+    captured_probe,
 )
 
-from keybuzz.verify import judge
+from keybuzz.verify import judge, plan
 from keybuzz.verify.checks import CHECK_NAMES, CheckInputs, run_check
+from keybuzz.verify.cluster import ExecResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
+from scenarios import EXPECTED, LAB_TIMEOUTS, check_verdict  # noqa: E402 - the lab's expectations
 
 INPUTS = CheckInputs(nodes=NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU, timeout_seconds=30,
                      external_urls=("https://example.com/",))
 NAMES = sorted(NODES)
+LAB_NODES = {"node-a": "10.0.1.10", "node-b": "10.0.1.11", "node-c": "10.0.1.12"}
 
 
 def run(name, faults=None, inputs=INPUTS):
     cluster = FakeCluster(faults)
-    verdict = run_check(name, inputs, lambda: cluster, sleep=lambda s: None)
+    clock = FakeClock()
+    verdict = run_check(name, inputs, lambda: cluster, clock=clock, sleep=clock.sleep)
     return verdict, verdict.message(NAMES)
 
 
-# -- parsers ----------------------------------------------------------------------------------
+# -- parsers, on real output ------------------------------------------------------------------
 
 
 def test_parse_ping_reads_the_iputils_summary_and_rtt():
-    text, _ = ping_ok("10.42.20.5")
-    res = judge.parse_ping(text)
-    assert (res.transmitted, res.received, res.loss_pct, res.rtt_avg_ms) == (3, 3, 0.0, 0.502)
-    assert judge.ping_ok(res)
+    res = judge.parse_ping(captured_probe("healthy", "mesh", "node-a", "ping:node-b").text)
+    assert (res.transmitted, res.received, res.loss_pct) == (3, 3, 0.0)
+    assert res.rtt_avg_ms is not None and res.rtt_avg_ms > 0
+    assert judge.ping_ok(res) and res.measured and not res.tool_error
 
 
-def test_parse_ping_reads_frag_needed_and_local_mtu_errors():
-    res = judge.parse_ping(ping_frag_needed("10.42.20.5", 1452, 1430)[0])
+def test_parse_ping_reads_frag_needed_then_local_errors():
+    raw = captured_probe("path_mtu_icmp", "mtu", "node-a", "dfping:node-b")
+    res = judge.parse_ping(raw.text, raw.exit_code)
     assert (res.received, res.errors, res.loss_pct) == (0, 3, 100.0)
-    assert (res.frag_needed_mtu, res.frag_needed_from, res.local_mtu) == (1430, "10.42.10.1", 1430)
+    assert (res.frag_needed_mtu, res.frag_needed_from, res.local_mtu) == (1400, "10.0.1.10", 1400)
+    assert res.cached_mtu is None  # nothing was cached before this ping
 
 
-def test_parse_ping_without_summary_counts_as_total_loss():
-    res = judge.parse_ping("ping: connect: Network is unreachable")
-    assert not judge.ping_ok(res) and res.loss_pct == 100.0
+def test_parse_ping_reads_a_path_mtu_cached_before_the_ping():
+    raw = captured_probe("pmtu_cached", "mtu", "node-a", "dfping:node-b")
+    res = judge.parse_ping(raw.text, raw.exit_code)
+    assert (res.frag_needed_mtu, res.local_mtu, res.cached_mtu) == (None, 1400, 1400)
+    assert res.cache_expires_s is not None and 0 < res.cache_expires_s <= 600
 
 
-def test_parse_curl_reads_write_out_fields_and_error_line():
-    (res,) = judge.parse_curl(*curl_connect_timeout())
-    assert (res.exit_code, res.http_code, res.size) == (28, 0, 0)
-    assert judge.describe_curl_failure(res) == "timeout after 2 s (no TCP connection)"
-    (stalled,) = judge.parse_curl(*curl_stalled(2896))
-    assert judge.describe_curl_failure(stalled) == "stalled after 2896 bytes, timed out after 10 s"
+def test_parse_ping_tells_a_usage_error_from_loss():
+    raw = captured_probe("ping_usage_error", "mtu", "node-a", "ping:node-b")
+    res = judge.parse_ping(raw.text, raw.exit_code)
+    assert raw.exit_code == 2
+    assert res.tool_error == "/usr/bin/ping: invalid -M argument: probe"
+    assert not res.measured
 
 
-def test_parse_curl_splits_a_loop_into_calls_with_bodies():
-    text = "node-a\n@@curl 200 7 0.002\n" + curl_connect_timeout()[0] + "\nnode-c\n@@curl 200 7 0.003"
-    calls = judge.parse_curl(text, 0)
-    assert [(c.exit_code, c.http_code, c.body) for c in calls] == [(0, 200, "node-a"), (28, 0, ""),
-                                                                    (0, 200, "node-c")]
+def test_parse_ping_tells_busybox_without_dash_m_from_loss():
+    raw = captured_probe("busybox_ping", "mtu", "node-a", "dfping:node-b")
+    res = judge.parse_ping(raw.text, raw.exit_code)
+    assert res.tool_error == "ping: invalid option -- 'M'"
+    # busybox's plain ping works, and its summary ("packets received", "round-trip") is read.
+    plain = judge.parse_ping(captured_probe("busybox_ping", "mtu", "node-a", "ping:node-b").text)
+    assert judge.ping_ok(plain) and plain.rtt_avg_ms is not None
 
 
-def test_describe_curl_failure_names_refused_and_resolve():
-    refused = judge.CurlResult(7, 0, 0, 0.0, "", "Failed to connect to 10.0.1.10 port 80: Couldn't connect")
-    assert "refused" in judge.describe_curl_failure(refused)
-    assert "resolve" in judge.describe_curl_failure(judge.CurlResult(6, 0, 0, 0.0, "", ""))
+def test_parse_ping_of_a_silent_black_hole_is_loss_without_frag_needed():
+    res = judge.parse_ping(captured_probe("path_mtu_black_hole", "mtu", "node-a", "dfping:node-b").text)
+    assert (res.transmitted, res.received, res.frag_needed_mtu, res.tool_error) == (3, 0, None, "")
 
 
-def test_parse_dig_short_keeps_addresses_only():
+def test_curl_stages_no_connection_no_response_stalled():
+    (dropped,) = judge.parse_curl(*_raw("tcp_to_echo_dropped", "mesh", "node-a", "http:node-c"))
+    assert (dropped.exit_code, dropped.stage) == (28, "no-connection")
+    assert judge.describe_curl_failure(dropped) == "no TCP connection within the 1 s connect timeout"
+    (hung,) = judge.parse_curl(*_raw("echo_hung", "mesh", "node-a", "http:node-c"))
+    assert (hung.stage, judge.describe_curl_failure(hung)) == ("no-response",
+                                                               "connected, but no response header within 2 s")
+    (stalled,) = judge.parse_curl(*_raw("path_mtu_black_hole", "mtu", "node-a", "bulk:node-b"))
+    assert (stalled.http_code, stalled.size, stalled.stage) == (200, 0, "stalled")
+    assert judge.describe_curl_failure(stalled, plan.BULK_BYTES) == (
+        "HTTP 200 headers, then stalled after 0 of 1048576 bytes (gave up after 2 s)")
+
+
+def test_curl_refused_is_curl_7_with_the_address():
+    calls = judge.parse_curl(*_raw("ingress_absent", "ingress", "node-c", "ingress:node-b"))
+    assert len(calls) == 1  # the loop stops at the first transport failure
+    assert calls[0].exit_code == 7 and calls[0].stage == "no-connection"
+    assert "Failed to connect to 10.0.1.11 port 80" in calls[0].error
+
+
+def test_parse_curl_reads_the_body_and_write_out_fields():
+    (res,) = judge.parse_curl(*_raw("healthy", "mesh", "node-a", "http:node-c"))
+    assert (res.exit_code, res.http_code, res.body, res.ok) == (0, 200, "node-c", True)
+
+
+def test_parse_dig_reads_answer_and_status():
+    ok = judge.parse_dig(*_raw("healthy", "dns", "node-a", "dns:kubernetes"))
+    assert (ok.status, ok.answers) == ("ok", ("10.43.0.1",))
+    nx = judge.parse_dig(*_raw("dns_nxdomain", "dns", "node-a", "dns:kubernetes"))
+    assert (nx.status, nx.answers) == ("nxdomain", ())
+
+
+def test_parse_dig_tells_refused_from_timed_out():
+    refused = judge.parse_dig(*_raw("dns_no_endpoints", "dns", "node-a", "dns:kubernetes"))
+    assert (refused.status, refused.server, refused.detail) == ("refused", "10.43.0.10#53", "connection refused")
+    timeout = judge.parse_dig(*_raw("dns_down", "dns", "node-a", "dns:kubernetes"))
+    assert (timeout.status, timeout.detail) == ("timeout", "timed out")
+
+
+def test_parse_dig_short_still_reads_plus_short_output():
     assert judge.parse_dig_short("kubernetes.default.svc.cluster.local.\n10.43.0.1\n") == ["10.43.0.1"]
-    assert judge.parse_dig_short(dig_timeout()[0]) == []
 
 
-# -- fault matrix -----------------------------------------------------------------------------
+def _raw(scenario, check, node, key):
+    raw = captured_probe(scenario, check, node, key)
+    return raw.text, raw.exit_code
+
+
+# -- judges, on every captured lab scenario ---------------------------------------------------
+
+CASES = sorted(EXPECTED)
+
+
+@pytest.mark.parametrize(("scenario", "check"), CASES, ids=[f"{s}-{c}" for s, c in CASES])
+def test_judges_name_the_fault_from_captured_real_output(scenario, check):
+    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU,
+                         timeout_seconds=30, timeouts=LAB_TIMEOUTS)
+    clock = FakeClock()
+    cluster = ReplayCluster(scenario, check)
+    verdict = run_check(check, inputs, lambda: cluster, clock=clock, sleep=clock.sleep)
+    check_verdict(verdict, EXPECTED[(scenario, check)], sorted(LAB_NODES))
+
+
+def test_messages_quote_the_observed_mtus_and_the_real_timeouts():
+    cluster = ReplayCluster("path_mtu_icmp", "mtu")
+    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU,
+                         timeout_seconds=30, timeouts=LAB_TIMEOUTS)
+    verdict = run_check("mtu", inputs, lambda: cluster, sleep=lambda s: None)
+    (cause,) = verdict.causes()
+    assert "carries only 1400 bytes" in cause and "pod eth0 MTU 1430 on every pod read" in cause
+    assert "at most 1400" in cause
+    assert "connect timeout 1 s, 2 s in all" in verdict.tested
+
+
+# -- the check flow, on the fake cluster ------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", CHECK_NAMES)
@@ -98,20 +179,6 @@ def test_healthy_clusterip_sees_every_backend():
     assert "backends seen: node-a×9, node-b×9, node-c×9" in verdict.tested
 
 
-def test_ipip_blocked_between_two_nodes_fails_the_mesh_naming_both_paths_and_the_overlay_cause():
-    verdict, message = run("mesh", Faults(ipip_blocked={frozenset({"node-a", "node-c"})}))
-    assert [f.where for f in verdict.failures] == ["node-a→node-c", "node-c→node-a"]
-    assert message.startswith("pod mesh: 2 of 6 cross-node paths failed (node-a→node-c: timeout after 2 s")
-    assert "IP protocol 4 (IPIP) or BGP TCP 179 blocked" in message
-    assert "see calico-node logs on node-a, node-c" in message
-
-
-def test_ipip_blocked_also_fails_clusterip_from_the_cut_off_nodes():
-    verdict, message = run("clusterip", Faults(ipip_blocked={frozenset({"node-a", "node-c"})}))
-    assert [f.where for f in verdict.failures] == ["from node-a", "from node-c"]
-    assert "cross-node overlay path is broken" in message
-
-
 def test_one_node_cut_off_is_named_as_the_common_node():
     verdict, message = run("mesh", Faults(ipip_blocked={frozenset({"node-a", "node-c"}),
                                                         frozenset({"node-b", "node-c"})}))
@@ -125,35 +192,6 @@ def test_calico_node_not_ready_is_named_with_its_pod():
     assert "node-c: calico-node not Ready (calico-node-c)" in message
     assert "kubectl -n calico-system logs calico-node-c -c calico-node" in message
     assert "node-a→node-c: BGP session Active, not Established" in message
-
-
-def test_mtu_black_hole_passes_small_probes_and_fails_df_ping_and_bulk():
-    faults = Faults(mtu_black_hole=True)
-    assert run("mesh", faults)[0].ok
-    verdict, message = run("mtu", faults)
-    assert len(verdict.failures) == 6
-    assert ("node-a→node-b: DF ping of 1402 bytes lost (100% loss) while small pings pass; bulk transfer "
-            "stalled after 2896 of 1048576 bytes") in message
-    assert "MTU black hole" in message
-
-
-def test_path_mtu_smaller_than_pool_is_reported_with_the_routers_mtu():
-    verdict, message = run("mtu", Faults(path_mtu=1400))
-    assert "Frag needed (mtu = 1400)" in message
-    assert "path MTU (1400) is smaller than the pool MTU (1430)" in message
-
-
-def test_pod_mtu_differing_from_pool_mtu_fails_per_node():
-    verdict, message = run("mtu", Faults(pod_mtu=1480))
-    assert [f.where for f in verdict.failures] == NAMES
-    assert "pod eth0 MTU 1480, want 1430" in message
-
-
-def test_coredns_down_fails_dns_from_every_node_naming_coredns():
-    verdict, message = run("dns", Faults(coredns_down=True))
-    assert [f.where for f in verdict.failures] == ["from node-a", "from node-b", "from node-c"]
-    assert "DNS: 3 of 3 nodes failed" in message
-    assert "CoreDNS down or unreachable from every node" in message
 
 
 def test_pool_with_vxlan_on_fails_calico_health():
@@ -181,11 +219,19 @@ def test_bgp_blocked_between_two_nodes_names_the_session():
     assert "BGP TCP 179 blocked" in message
 
 
-def test_ingress_answering_503_fails_every_node_with_the_backend_cause():
-    verdict, message = run("ingress", Faults(ingress_503=True))
+def test_ingress_answering_503_names_the_configured_controller():
+    inputs = CheckInputs(nodes=NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU, timeout_seconds=30,
+                         ingress_controller="traefik")
+    verdict, message = run("ingress", Faults(ingress_503=True), inputs=inputs)
     assert len(verdict.failures) == 3
-    assert "node-b→node-a:80: ingress-nginx on node-a answered 503 (503×3)" in message
-    assert "ingress-nginx has no reachable backend" in message
+    assert "node-b→node-a:80: traefik on node-a answered 503 (503×3)" in message
+    assert "traefik has no reachable backend" in message and "ingress-nginx" not in message
+
+
+def test_ingress_controller_input_defaults_to_ingress_nginx():
+    props = {"nodes": [], "podCidr": POD_CIDR, "subnetCidr": SUBNET_CIDR, "poolMtu": MTU, "timeoutSeconds": 5}
+    assert CheckInputs.from_props(props).ingress_controller == "ingress-nginx"
+    assert CheckInputs.from_props({**props, "ingressController": "traefik"}).ingress_controller == "traefik"
 
 
 def test_one_echo_pod_missing_fails_mesh_clusterip_and_mtu():
@@ -201,7 +247,7 @@ def test_one_echo_pod_missing_fails_mesh_clusterip_and_mtu():
 
 def test_external_urls_without_egress_fail_with_the_egress_cause():
     verdict, message = run("external", Faults(no_egress=True))
-    assert "node-a→https://example.com/: timeout after 2 s" in message
+    assert "node-a→https://example.com/: no TCP connection within the 2 s connect timeout" in message
     assert "natOutgoing off on the IPPool" in message
 
 
@@ -214,34 +260,67 @@ def test_no_external_urls_is_reported_as_skipped():
 
 def test_failed_checks_retry_before_giving_up():
     cluster = FakeCluster(Faults(coredns_down=True))
-    verdict = run_check("dns", INPUTS, lambda: cluster, sleep=lambda s: None)
+    clock = FakeClock()
+    verdict = run_check("dns", INPUTS, lambda: cluster, clock=clock, sleep=clock.sleep)
     assert sum(1 for c in cluster.calls if c[0] == "exec") == 9  # 3 attempts x 3 pods: N execs each
     assert "Failed on all 3 attempts" in verdict.message(NAMES)
 
 
 def test_an_unreachable_api_fails_every_check_naming_the_api_server():
     for name in CHECK_NAMES:
-        verdict = run_check(name, INPUTS, UnreachableCluster, sleep=lambda s: None)
+        clock = FakeClock()
+        verdict = run_check(name, INPUTS, UnreachableCluster, clock=clock, sleep=clock.sleep)
         assert not verdict.ok, name
         assert verdict.failures[0].where == "API server"
         assert "Kubernetes API is unreachable" in verdict.message(NAMES)
 
 
-def test_a_hung_exec_is_cut_at_the_deadline_and_named():
-    import time
+class _JumpingClock:
+    """Reads the start time once, then is already past any deadline: the check must give up at once."""
 
-    inputs = CheckInputs(nodes=NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU, timeout_seconds=2)
-    started = time.monotonic()
-    verdict = run_check("mesh", inputs, lambda: FakeCluster(Faults(hang_exec=True)))
-    assert time.monotonic() - started < 3
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return 0.0 if self.calls == 1 else 10_000.0
+
+
+def test_a_hung_exec_is_cut_at_the_deadline_and_named():
+    cluster = FakeCluster(Faults(hang_exec=True))
+    try:
+        verdict = run_check("mesh", INPUTS, lambda: cluster, clock=_JumpingClock(), sleep=lambda s: None)
+    finally:
+        cluster.release.set()
     assert not verdict.ok
-    assert "exec in overlay-probe/overlay-probe-client-a did not finish before the check deadline" in (
-        verdict.message(NAMES))
+    assert verdict.failures[0].where == "deadline"
+    assert "did not finish within 30 s" in verdict.message(NAMES)
+
+
+def test_an_exec_cut_by_its_deadline_keeps_the_probes_that_finished():
+    """The script streamed two blocks before the exec ended: only the third probe is blamed."""
+    partial = "\n".join(
+        f"@@begin {key}\n{captured_probe('healthy', 'mesh', 'node-a', key).text}\n@@end {key} 0"
+        for key in ("http:node-b", "ping:node-b")) + "\n@@begin http:node-c\n"
+
+    class Partial(ReplayCluster):
+        def exec_in_pod(self, namespace, pod, container, command, timeout):
+            if pod.endswith("node-a"):
+                return ExecResult(partial, "", None)
+            return super().exec_in_pod(namespace, pod, container, command, timeout)
+
+    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU,
+                         timeout_seconds=4)
+    clock = FakeClock()
+    verdict = run_check("mesh", inputs, lambda: Partial("healthy", "mesh"), clock=clock, sleep=clock.sleep)
+    assert [f.line() for f in verdict.failures] == [
+        "node-a→node-c: probe http, ping did not finish before the deadline"]
+    assert verdict.causes() == [judge.CAUSE_UNFINISHED]
 
 
 def test_outputs_carry_counts_failures_and_latency():
     verdict, _ = run("mesh", Faults(ipip_blocked={frozenset({"node-a", "node-c"})}))
     out = verdict.outputs()
     assert (out["total"], out["failed"], out["passed"]) == (6, 2, False)
-    assert out["failures"][0] == "node-a→node-c: timeout after 2 s (no TCP connection)"
+    assert out["failures"][0] == "node-a→node-c: no TCP connection within the 2 s connect timeout, ping 100% loss"
     assert out["latencyMs"]["samples"] == 4

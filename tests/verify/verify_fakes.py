@@ -1,19 +1,23 @@
-"""A fake 3-node cluster implementing ClusterAccess, with the fault matrix as switches.
+"""Fake clusters implementing ClusterAccess, and a fake clock.
 
-The fake executes the real probe scripts the planner renders: it reads each probe's key and command
-out of the script and answers with the output the real tool prints in that situation (iputils ping,
-curl -w, dig +short), wrapped in the script's own markers.
+``ReplayCluster`` answers each client pod's exec with the stdout captured from the real tools in
+the lab (tests/verify/captured/, written by tests/lab/capture.py): the judges are tested on what
+iputils ping, curl and dig really print. ``FakeCluster`` is for what the lab does not emulate
+(Calico's API objects, an exec that hangs, egress): it reads each probe's key and command out of
+the rendered script and answers in the real tools' formats, wrapped in the script's own markers.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from keybuzz.verify import fixture
 from keybuzz.verify.cluster import ClusterAccessError, ExecResult
-from keybuzz.verify.plan import BULK_BYTES
+from keybuzz.verify.plan import BULK_BYTES, RawOutput, parse_script_output
 
 NODES = {"node-a": "10.0.1.10", "node-b": "10.0.1.11", "node-c": "10.0.1.12"}
 POD_IPS = {"node-a": "10.42.10.5", "node-b": "10.42.20.5", "node-c": "10.42.30.5"}
@@ -58,11 +62,14 @@ def curl_status(code: int, body: str) -> tuple[str, int]:
     return f"{body}\n@@curl {code} {len(body)} 0.001900", 0
 
 
-def curl_connect_timeout() -> tuple[str, int]:
-    return "curl: (28) Connection timed out after 2002 milliseconds\n\n@@curl 000 0 2.002311", 28
+def curl_connect_timeout(ip: str = "10.42.20.5", port: int = 8080) -> tuple[str, int]:
+    # curl 7.88's wording (captured in the lab: tests/verify/captured/tcp_to_echo_dropped.mesh.node-a.txt)
+    return (f"curl: (28) Failed to connect to {ip} port {port} after 2001 ms: Timeout was reached\n\n"
+            "@@curl 000 0 2.001419", 28)
 
 
 def curl_stalled(received: int, seconds: int = 10) -> tuple[str, int]:
+    """Headers came (HTTP 200, length known), then the body stalled: as a real black hole shows it."""
     return (f"curl: (28) Operation timed out after {seconds}001 milliseconds with {received} out of "
             f"{BULK_BYTES} bytes received\n\n@@curl 200 {received} {seconds}.001", 28)
 
@@ -120,6 +127,7 @@ class FakeCluster:
         self.faults = faults or Faults()
         self.calls: list[tuple[str, ...]] = []
         self._rr: dict[str, int] = {}
+        self.release = threading.Event()
 
     # -- API objects --
     def list_nodes(self) -> list[dict[str, Any]]:
@@ -184,16 +192,16 @@ class FakeCluster:
                     timeout: float) -> ExecResult:
         self.calls.append(("exec", pod))
         if self.faults.hang_exec:
-            import time
-
-            time.sleep(timeout + 30)
+            # Hangs until the test releases it (never on the wall clock).
+            self.release.wait()
+            return ExecResult("", "", None)
         src = next(n for n in NODES if pod.endswith("-" + n[-1]))
         script = command[-1]
-        commands = dict(re.findall(r'^\( \( (.*) \) >"\$d/(\d+)"', script, re.M))
-        keys = re.findall(r"^printf '@@begin %s\\n' (\S+);", script, re.M)
+        commands = {idx: cmd for cmd, idx in re.findall(r'^\( \( (.*) \) >"\$d/(\d+)"', script, re.M)}
+        keys = [k for _, k in sorted(re.findall(r"then show (\d+) (\S+);", script, re.M), key=lambda m: int(m[0]))]
         out = []
         for i, key in enumerate(keys):
-            cmd = next(c for c, idx in commands.items() if idx == str(i))
+            cmd = commands[str(i)]
             text, rc = self._probe(src, key, cmd)
             out.append(f"@@begin {key}\n{text}\n@@end {key} {rc}")
         return ExecResult("\n".join(out) + "\n", "", 0)
@@ -205,9 +213,13 @@ class FakeCluster:
         kind, _, target = key.partition(":")
         f = self.faults
         if kind == "dns":
-            return dig_timeout() if f.coredns_down else (f"{KUBERNETES_SVC_IP}\n", 0)
+            return dig_timeout() if f.coredns_down else (
+                ";; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n\n"
+                f"kubernetes.default.svc.cluster.local. 5 IN\tA\t{KUBERNETES_SVC_IP}\n", 0)
         if kind == "mtu":
             return str(f.pod_mtu), 0
+        if kind == "emtu":
+            return curl_ok(f"{f.pod_mtu}\n")
         if kind in ("http", "ping", "dfping", "bulk"):
             dst = target
             ip = POD_IPS[dst]
@@ -223,17 +235,12 @@ class FakeCluster:
                     return ping_frag_needed(ip, size, f.path_mtu)
                 return ping_lost(ip, size) if f.mtu_black_hole else ping_ok(ip, size)
             return curl_stalled(2896) if f.mtu_black_hole else curl_ok("", size=BULK_BYTES, seconds=0.0123)
-        if kind == "svc":
-            calls = len(re.search(r"for i in ([\d ]+);", cmd).group(1).split())
+        if kind == "svc":  # one call per probe; round robin over the backends, per client
             backends = [n for n in NODES if n not in f.echo_missing]
-            parts, rc = [], 0
-            for _ in range(calls):
-                n = self._rr.get(src, 0)
-                self._rr[src] = n + 1
-                dst = backends[(n + len(src)) % len(backends)]
-                text, rc = curl_connect_timeout() if self._blocked(src, dst) else curl_ok(dst)
-                parts.append(text)
-            return "\n".join(parts), rc
+            n = self._rr.get(src, 0)
+            self._rr[src] = n + 1
+            dst = backends[(n + len(src)) % len(backends)]
+            return curl_connect_timeout() if self._blocked(src, dst) else curl_ok(dst)
         if kind == "ingress":
             calls = len(re.search(r"for i in ([\d ]+);", cmd).group(1).split())
             if f.ingress_503:
@@ -245,6 +252,75 @@ class FakeCluster:
                 return curl_connect_timeout()
             return curl_ok("", size=1256, seconds=0.12)
         raise AssertionError(f"unexpected probe {key}")
+
+
+# -- captured real output -----------------------------------------------------------------------
+
+CAPTURED = Path(__file__).resolve().parent / "captured"
+LAB_NODES = {"node-a": "10.0.1.10", "node-b": "10.0.1.11", "node-c": "10.0.1.12"}
+
+
+def captured(scenario: str, check: str, node: str) -> str:
+    """One client pod's exec stdout in a lab scenario (markers included)."""
+    return (CAPTURED / f"{scenario}.{check}.{node}.txt").read_text()
+
+
+def captured_probe(scenario: str, check: str, node: str, key: str) -> RawOutput:
+    """One probe's raw output in a lab scenario."""
+    return parse_script_output(captured(scenario, check, node))[key]
+
+
+class ReplayCluster:
+    """The lab's cluster (same names and addresses), each exec answered with a captured stdout."""
+
+    def __init__(self, scenario: str, check: str) -> None:
+        self.scenario, self.check = scenario, check
+        self.calls: list[tuple[str, ...]] = []
+
+    @staticmethod
+    def _pod(kind: str, node: str) -> dict[str, Any]:
+        i = sorted(LAB_NODES).index(node)
+        ip = f"10.42.{i + 1}.{9 if kind == fixture.CLIENT_NAME else 5}"
+        return _pod(f"{kind}-{node}", node, ip)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return [{"metadata": {"name": n}} for n in LAB_NODES]
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        for kind in (fixture.CLIENT_NAME, fixture.ECHO_NAME):
+            if namespace == fixture.NAMESPACE and label_selector == fixture.label_selector(kind):
+                return [self._pod(kind, n) for n in LAB_NODES]
+        return []
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        ips = {("default", "kubernetes"): "10.43.0.1", (fixture.NAMESPACE, fixture.ECHO_NAME): "10.43.100.7"}
+        ip = ips.get((namespace, name))
+        return {"spec": {"clusterIP": ip}} if ip else None
+
+    def get_custom_object(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+        return []
+
+    def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
+                    timeout: float) -> ExecResult:
+        self.calls.append(("exec", pod))
+        node = pod.removeprefix(fixture.CLIENT_NAME + "-")
+        return ExecResult(captured(self.scenario, self.check, node), "", 0)
+
+
+class FakeClock:
+    """monotonic() and sleep() that only move when told: waits cost no real time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class UnreachableCluster:
