@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "verify.externalUrls)")
     p.add_argument("--namespace", default=fixture.NAMESPACE, help="probe namespace (default %(default)s)")
     p.add_argument("--ingress-host", help=f"Host header of the probe Ingress (default {fixture.DEFAULT_INGRESS_HOST})")
+    p.add_argument("--ingress-class", default=fixture.INGRESS_CLASS,
+                   help="ingressClassName of the probe Ingress (default %(default)s; a stock K3s serves traefik)")
+    p.add_argument("--ingress-controller", default=fixture.DEFAULT_INGRESS_CONTROLLER,
+                   help="the controller's name in the ingress check's messages (default %(default)s)")
     p.add_argument("--client-image", help="probe client image (needs iputils ping, curl, dig)")
     p.add_argument("--echo-image", help="probe echo image (official nginx)")
     return p
@@ -580,6 +584,7 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
         external_urls=tuple(args.external_url) if args.external_url is not None else target.external_urls,
         probe_namespace=args.namespace,
         ingress_host=args.ingress_host or target.ingress_host or fixture.DEFAULT_INGRESS_HOST,
+        ingress_controller=args.ingress_controller,
     )
     node_list = ", ".join(f"{n} {ip}" for n, ip in sorted(facts.nodes.items()))
     say(f"nodes: {node_list}")
@@ -594,6 +599,9 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
         client_image=args.client_image or target.client_image or fixture.DEFAULT_CLIENT_IMAGE,
         echo_image=args.echo_image or target.echo_image or fixture.DEFAULT_ECHO_IMAGE,
         ingress_host=inputs.ingress_host)
+    for manifest in manifests:
+        if manifest["kind"] == "Ingress":  # the class is the one thing that differs between clusters
+            manifest["spec"]["ingressClassName"] = args.ingress_class
     verdicts: dict[str, Verdict] = {}
     removed: bool | str = False
     try:

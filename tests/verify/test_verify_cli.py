@@ -166,7 +166,7 @@ def test_healthy_cluster_passes_with_progress_table_report_and_cleanup(kubeconfi
         ("DNS", "passed", "0/3"),
         ("ClusterIP", "passed", "0/6"),
         ("pod mesh", "passed", "0/6"),
-        ("MTU path", "passed", "0/9"),
+        ("MTU path", "passed", "0/12"),
         ("ingress", "passed", "0/3"),
         ("external URLs", "skipped", "0/0"),
     ]
@@ -206,6 +206,22 @@ def test_keep_leaves_the_fixture_and_says_how_to_remove_it(kubeconfig_file):
     assert access.deleted == []
     assert "probe fixture kept in namespace overlay-probe (--keep); remove it with " \
            "`kubectl delete namespace overlay-probe`" in text
+
+
+def test_ingress_class_and_controller_flags_reach_the_ingress_and_its_messages(kubeconfig_file):
+    class Recording(FixtureFake):
+        def apply_object(self, manifest: dict[str, Any]) -> None:
+            super().apply_object(manifest)
+            if manifest["kind"] == "Ingress":
+                self.ingress = manifest
+
+    access = Recording(FakeCluster(Faults(ingress_503=True)))
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--check", "ingress", "--ingress-class", "traefik",
+                          "--ingress-controller", "traefik"], access)
+    assert code == cli.EXIT_FAILED
+    assert access.ingress["spec"]["ingressClassName"] == "traefik"
+    verdict = next(line for line in text.splitlines() if line.startswith("ingress: "))
+    assert "traefik" in verdict and "ingress-nginx" not in verdict
 
 
 def test_check_flag_runs_only_the_named_checks(kubeconfig_file):
