@@ -23,6 +23,7 @@ import ipaddress
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -153,6 +154,8 @@ def target_from_kubeconfig_file(path: str) -> Target:
 def target_from_stack(stack: str, run: Callable[..., subprocess.CompletedProcess], env: Mapping[str, str],
                       repo: Path = REPO) -> Target:
     """Read the stack's outputs with the Pulumi CLI (bin/deploy's backend) and its stack file's config."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", stack):
+        raise UsageError(f"--stack {stack!r}: a stack name (letters, digits, '-', '_', '.')")
     stack_file = repo / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         raise UsageError(f"--stack {stack}: no {stack_file.name} in {repo}")
@@ -184,13 +187,12 @@ def target_from_stack(stack: str, run: Callable[..., subprocess.CompletedProcess
     if isinstance(outputs.get("nodes"), list):
         nodes = {str(n["name"]): str(n["privateIp"]) for n in outputs["nodes"]
                  if isinstance(n, dict) and n.get("name") and n.get("privateIp")} or None
-    mtu = outputs.get("podMtu")
     cfg = stack_config(stack_file)
     return Target(
         source=f"stack {stack}",
         kubeconfig=kubeconfig,
         nodes=nodes,
-        pod_mtu=int(mtu) if isinstance(mtu, int | float | str) and str(mtu).isdigit() else None,
+        pod_mtu=_positive_int(outputs.get("podMtu")),
         pod_cidr=str(cfg.pod_cidr),
         subnet_cidr=str(cfg.subnet_cidr),
         timeout_seconds=cfg.verify.timeout_seconds,
@@ -275,6 +277,15 @@ def derive_pod_cidr(pool: Mapping[str, Any] | None, node_cidrs: Sequence[str]) -
         if all(ipaddress.ip_network(c, strict=False).subnet_of(pool_net) for c in node_cidrs):
             return str(cidr)
     return covering_network(node_cidrs)
+
+
+def _positive_int(value: Any) -> int | None:
+    """An output that should be an integer (podMtu), or None when it is missing or not one."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
 
 
 def _is_ipv4(value: Any) -> bool:

@@ -394,6 +394,7 @@ def test_api_that_never_answers_is_cut_at_the_api_timeout(kubeconfig_file):
     (["--kubeconfig", "KC", "--external-url", "ftp://x"], "--external-url ftp://x: not an http(s) URL"),
     (["--kubeconfig", "KC", "--check", "nope"], "invalid choice: 'nope'"),
     (["--stack", "nosuch"], "--stack nosuch: no Pulumi.nosuch.yaml"),
+    (["--stack", "../etc/x"], "--stack '../etc/x': a stack name"),
 ])
 def test_bad_usage_exits_2_with_usage(argv, message, kubeconfig_file):
     argv = [str(kubeconfig_file) if a == "KC" else a for a in argv]
