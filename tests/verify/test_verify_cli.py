@@ -613,3 +613,13 @@ def test_module_runs_as_a_script_without_pulumi_on_path(tmp_path):
     done = subprocess.run([sys.executable, "-m", "keybuzz.verify.cli", "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0 and done.stdout.startswith("usage: bin/verify")
+
+
+def test_bin_verify_wrapper_is_valid_shell():
+    import shutil
+
+    script = str(ROOT / "bin/verify")
+    assert subprocess.run(["bash", "-n", script], capture_output=True, text=True).returncode == 0
+    if shutil.which("shellcheck"):  # installed on the dev machine; a bare CI image may lack it
+        done = subprocess.run(["shellcheck", script], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
