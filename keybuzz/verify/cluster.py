@@ -42,6 +42,34 @@ class ClusterAccess(Protocol):
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
+class FixtureAccess(ClusterAccess, Protocol):
+    """What ``bin/verify`` needs on top of the checks: deploy and remove the probe fixture.
+
+    ``pulumi up`` declares the fixture as resources; outside Pulumi these calls do it instead.
+    Manifests are the plain dicts of ``keybuzz.verify.fixture.render_fixture``.
+    """
+
+    def apply_object(self, manifest: dict[str, Any]) -> None: ...
+
+    def delete_object(self, manifest: dict[str, Any]) -> None: ...
+
+    def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def crd_exists(self, name: str) -> bool: ...
+
+
+# The kinds the probe fixture is made of: (API class, method suffix, namespaced). Custom resources
+# (CalicoNodeStatus) go through CustomObjectsApi with the plural below.
+_BUILTIN_KINDS: dict[tuple[str, str], tuple[str, str, bool]] = {
+    ("v1", "Namespace"): ("CoreV1Api", "namespace", False),
+    ("v1", "ConfigMap"): ("CoreV1Api", "namespaced_config_map", True),
+    ("v1", "Service"): ("CoreV1Api", "namespaced_service", True),
+    ("apps/v1", "DaemonSet"): ("AppsV1Api", "namespaced_daemon_set", True),
+    ("networking.k8s.io/v1", "Ingress"): ("NetworkingV1Api", "namespaced_ingress", True),
+}
+_CUSTOM_PLURALS = {"CalicoNodeStatus": "caliconodestatuses"}
+FIELD_MANAGER = "keybuzz-verify"
+
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
 
@@ -90,9 +118,17 @@ class KubernetesClusterAccess:
                 return None
             if not exc.status:  # transport failure wrapped by the client (websocket, connect)
                 raise ClusterAccessError(f"{what}: {str(exc.reason).splitlines()[0][:300]}") from None
-            raise ClusterAccessError(f"{what}: HTTP {exc.status} {exc.reason}".strip()) from None
+            detail = _status_message(exc.body)
+            raise ClusterAccessError(f"{what}: HTTP {exc.status} {exc.reason}".strip()
+                                     + (f": {detail}" if detail else "")) from None
         except Exception as exc:  # urllib3 MaxRetryError, timeouts, TLS errors
             raise ClusterAccessError(f"{what}: {_short_error(exc)}") from None
+        if kwargs.get("_preload_content") is False:
+            # The raw answer (a 2xx urllib3 response): plain JSON, no typed model to validate.
+            import json
+
+            data = result.data
+            return json.loads(data) if data else {}
         return self._api.sanitize_for_serialization(result)
 
     # -- ClusterAccess ---------------------------------------------------------------------------
@@ -130,6 +166,62 @@ class KubernetesClusterAccess:
         body = self._call(f"list {plural}.{group}", client.CustomObjectsApi(self._api).list_cluster_custom_object,
                           group, version, plural, not_found_ok=True)
         return list((body or {}).get("items") or [])
+
+    # -- FixtureAccess ---------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        """The API server URL (not a secret: it is printed so the operator knows what was checked)."""
+        return str(self._configuration.host)
+
+    def _object_call(self, verb: str, manifest: dict[str, Any], **kwargs: Any) -> Any:
+        """Call ``<verb>_<kind>`` (read/patch/delete) for one fixture manifest."""
+        from kubernetes import client
+
+        api_version, kind = manifest.get("apiVersion", ""), manifest.get("kind", "")
+        meta = manifest.get("metadata") or {}
+        name, namespace = meta.get("name", ""), meta.get("namespace")
+        what = f"{verb} {kind} {namespace + '/' if namespace else ''}{name}"
+        not_found_ok = verb != "patch"
+        kwargs["_preload_content"] = False
+        if (api_version, kind) in _BUILTIN_KINDS:
+            api_class, suffix, namespaced = _BUILTIN_KINDS[(api_version, kind)]
+            fn = getattr(getattr(client, api_class)(self._api), f"{verb}_{suffix}")
+            args = (name, namespace) if namespaced else (name,)
+            return self._call(what, fn, *args, not_found_ok=not_found_ok, **kwargs)
+        if kind not in _CUSTOM_PLURALS or "/" not in api_version:
+            raise ClusterAccessError(f"{what}: kind not supported by bin/verify")
+        group, version = api_version.split("/", 1)
+        api = client.CustomObjectsApi(self._api)
+        verb = "get" if verb == "read" else verb
+        if namespace:
+            fn = getattr(api, f"{verb}_namespaced_custom_object")
+            args = (group, version, namespace, _CUSTOM_PLURALS[kind], name)
+        else:
+            fn = getattr(api, f"{verb}_cluster_custom_object")
+            args = (group, version, _CUSTOM_PLURALS[kind], name)
+        return self._call(what, fn, *args, not_found_ok=not_found_ok, **kwargs)
+
+    def apply_object(self, manifest: dict[str, Any]) -> None:
+        """Server-side apply (create or update, our fields win): re-running bin/verify converges."""
+        self._object_call("patch", manifest, body=manifest, field_manager=FIELD_MANAGER, force=True,
+                          _content_type="application/apply-patch+yaml")
+
+    def delete_object(self, manifest: dict[str, Any]) -> None:
+        """Delete in the background (a namespace takes its contents with it); already gone is fine."""
+        self._object_call("delete", manifest, propagation_policy="Background")
+
+    def read_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """The live object a manifest names (plain JSON), or None when there is none."""
+        return self._object_call("read", manifest)
+
+    def crd_exists(self, name: str) -> bool:
+        from kubernetes import client
+
+        found = self._call(f"get CustomResourceDefinition {name}",
+                           client.ApiextensionsV1Api(self._api).read_custom_resource_definition, name,
+                           not_found_ok=True, _preload_content=False)
+        return found is not None
 
     def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
                     timeout: float) -> ExecResult:
@@ -172,6 +264,18 @@ def _short_error(exc: BaseException) -> str:
     if ">: " in text:
         text = text.split(">: ", 1)[1]
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _status_message(body: Any) -> str:
+    """The ``message`` of a Kubernetes Status body (why a request was refused), shortened."""
+    import json
+
+    try:
+        status = json.loads(body) if isinstance(body, str | bytes) else None
+    except ValueError:
+        return ""
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message).splitlines()[0][:240] if message else ""
 
 
 def _yaml_line(exc: Exception) -> str:

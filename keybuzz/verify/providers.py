@@ -75,9 +75,14 @@ class CheckProvider(dynamic.ResourceProvider):
                             lambda: KubernetesClusterAccess(kubeconfig, connect_timeout=connect, read_timeout=read))
         if not verdict.ok:
             raise OverlayCheckFailed(redact(verdict.message(inputs.node_names), kubeconfig))
-        outs = verdict.outputs()
-        outs["runId"] = props.get("runId")
-        return {k: outs.get(k) for k in OUTPUT_KEYS}
+        return check_outputs(verdict, props.get("runId"))
+
+
+def check_outputs(verdict: Any, run_id: Any) -> dict[str, Any]:
+    """A check resource's outputs (also bin/verify's JSON report): the verdict's, plus the run id."""
+    outs = verdict.outputs()
+    outs["runId"] = run_id
+    return {k: outs.get(k) for k in OUTPUT_KEYS}
 
 
 def validate_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
