@@ -57,6 +57,8 @@ class CheckInputs:
     external_urls: tuple[str, ...] = ()
     probe_namespace: str = fixture.NAMESPACE
     ingress_host: str = fixture.DEFAULT_INGRESS_HOST
+    ingress_controller: str = "ingress-nginx"
+    ingress_port: int = 80
 
     @property
     def node_names(self) -> list[str]:
@@ -75,6 +77,8 @@ class CheckInputs:
             external_urls=tuple(str(u) for u in props.get("externalUrls") or ()),
             probe_namespace=str(props.get("probeNamespace") or fixture.NAMESPACE),
             ingress_host=str(props.get("ingressHost") or fixture.DEFAULT_INGRESS_HOST),
+            ingress_controller=str(props.get("ingressController") or "ingress-nginx"),
+            ingress_port=int(props.get("ingressPort") or plan.INGRESS_PORT),
         )
 
 
@@ -368,9 +372,10 @@ def check_mtu(ctx: Context) -> Verdict:
 def check_ingress(ctx: Context) -> Verdict:
     pods = discover(ctx)
     nodes, host = ctx.inputs.node_names, ctx.inputs.ingress_host
-    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host))
+    port, controller = ctx.inputs.ingress_port, ctx.inputs.ingress_controller
+    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host, port))
     return judge.judge_ingress(nodes, outputs, plan.ingress_prober(nodes, pods), ctx.inputs.nodes, host, errors,
-                               ctx.inputs.probe_namespace)
+                               ctx.inputs.probe_namespace, controller=controller, port=port)
 
 
 def check_external(ctx: Context) -> Verdict:

@@ -772,8 +772,14 @@ def judge_ingress(
     host: str,
     exec_errors: Mapping[str, str] | None = None,
     namespace: str = "overlay-probe",
+    controller: str = "ingress-nginx",
+    port: int = 80,
 ) -> Verdict:
-    """ingress-nginx on every node answers the probe Host with an echo backend: 200, never 503."""
+    """The ingress controller on every node answers the probe Host with an echo backend: 200, never 503.
+
+    ``controller`` (ingress-nginx or traefik) and ``port`` name what was probed in every cause.
+    """
+    c = controller
     failures: list[Failure] = []
     if not prober:
         failures.append(Failure("all nodes", "no ready client pod to probe from", CAUSE_PROBE_POD.format(ns=namespace)))
@@ -786,7 +792,7 @@ def judge_ingress(
         client = prober.get(target)
         if client is None:
             continue
-        where = f"{path(client, target)}:80"
+        where = f"{path(client, target)}:{port}"
         if exec_errors and client in exec_errors:
             failures.append(Failure(where, f"exec failed: {exec_errors[client]}", CAUSE_EXEC.format(ns=namespace)))
             continue
@@ -803,35 +809,35 @@ def judge_ingress(
         first = bad[0]
         summary = ", ".join(f"{code:03d}×{n}" for code, n in sorted(codes.items()))
         if first.http_code == 503:
-            failures.append(Failure(where, f"ingress-nginx on {target} answered 503 ({summary})",
-                                    "ingress-nginx has no reachable backend: the probe Service has no ready "
+            failures.append(Failure(where, f"{c} on {target} answered 503 ({summary})",
+                                    f"{c} has no reachable backend: the probe Service has no ready "
                                     "endpoints, or that node cannot reach the echo pods over the overlay "
-                                    "(see pod mesh); ingress-nginx logs on that node name the failed upstream"))
+                                    f"(see pod mesh); {c} logs on that node name the failed upstream"))
         elif first.http_code in (502, 504):
-            failures.append(Failure(where, f"ingress-nginx on {target} answered {first.http_code} ({summary})",
-                                    "ingress-nginx reached no echo pod in time: the overlay path from that "
+            failures.append(Failure(where, f"{c} on {target} answered {first.http_code} ({summary})",
+                                    f"{c} reached no echo pod in time: the overlay path from that "
                                     "node to the backends is broken (see pod mesh)"))
         elif first.http_code == 404:
             failures.append(Failure(where, f"404 for Host {host} ({summary})",
-                                    "the probe Ingress is not served by this controller: ingressClassName "
-                                    "'nginx' not matching, or the Ingress not admitted yet"))
+                                    f"the probe Ingress is not served by {c}: ingressClassName 'nginx' not "
+                                    f"matched by {c}, or the Ingress not admitted yet"))
         elif first.exit_code == 7:
-            failures.append(Failure(where, f"nothing listens on {node_ips[target]}:80",
-                                    f"ingress-nginx not running on {target} (DaemonSet pod missing or not on "
-                                    "hostNetwork)"))
+            failures.append(Failure(where, f"nothing listens on {node_ips[target]}:{port}",
+                                    f"{c} not running on {target} (DaemonSet pod missing or not on "
+                                    f"hostNetwork), or not bound to :{port}"))
         elif first.exit_code == 28:
-            failures.append(Failure(where, f"{node_ips[target]}:80 {describe_curl_failure(first)}",
-                                    f"{target}'s port 80 unreachable from a pod on {client}: host firewall on "
+            failures.append(Failure(where, f"{node_ips[target]}:{port} {describe_curl_failure(first)}",
+                                    f"{target}'s port {port} unreachable from a pod on {client}: host firewall on "
                                     f"{target} or the private network route"))
         elif first.exit_code == 0 and first.http_code == 200:
             failures.append(Failure(where, f"answered 200 but not by an echo pod ({first.body.strip()[:60]!r})",
                                     "another Ingress or default backend claims the probe host"))
         else:
             failures.append(Failure(where, f"{describe_curl_failure(first)} ({summary})",
-                                    "ingress-nginx answered with an error; see its logs"))
+                                    f"{c} answered with an error; see its logs"))
     return Verdict(
         check="ingress",
-        tested=f"ingress-nginx on {len(nodes)} nodes (private IP :80, Host {host}) answers 200 from an echo pod",
+        tested=f"{c} on {len(nodes)} nodes (private IP :{port}, Host {host}) answers 200 from an echo pod",
         total=len(nodes),
         failures=failures,
         unit="nodes",

@@ -237,13 +237,15 @@ def ingress_prober(nodes: Sequence[str], pods: ProbePods) -> dict[str, str]:
 INGRESS_CALLS = 3
 
 
-def plan_ingress(nodes: Sequence[str], pods: ProbePods, node_ips: Mapping[str, str], host: str) -> list[PodPlan]:
-    """ingress-nginx listens on every node's private IP (hostNetwork); probe each one with the Host."""
+def plan_ingress(
+    nodes: Sequence[str], pods: ProbePods, node_ips: Mapping[str, str], host: str, port: int = INGRESS_PORT
+) -> list[PodPlan]:
+    """The ingress controller listens on every node's private IP (hostNetwork); probe each one with the Host."""
     by_client: dict[str, list[Probe]] = {}
     for target, client_node in ingress_prober(nodes, pods).items():
         if target not in node_ips:
             continue
-        one = curl(f"http://{node_ips[target]}:{INGRESS_PORT}{NODE_PATH}", host=host)
+        one = curl(f"http://{node_ips[target]}:{port}{NODE_PATH}", host=host)
         command = f"for i in {' '.join(str(i) for i in range(INGRESS_CALLS))}; do {one}; done"
         by_client.setdefault(client_node, []).append(Probe(probe_key("ingress", target), command))
     return [PodPlan(node, pods.clients[node], tuple(probes)) for node, probes in sorted(by_client.items())]

@@ -190,6 +190,10 @@ class OverlayCheckArgs:
     external_urls: pulumi.Input[Sequence[str]] = ()
     probe_namespace: pulumi.Input[str] = fixture.NAMESPACE
     ingress_host: pulumi.Input[str] = fixture.DEFAULT_INGRESS_HOST
+    # The controller the ingress check probes, and the host port it probes it on (a trial port while
+    # Traefik runs beside ingress-nginx; keybuzz/ingress.py).
+    ingress_controller: pulumi.Input[str] = "ingress-nginx"
+    ingress_port: pulumi.Input[int] = 80
     # Changes every program run by default: shows in the diff why each check runs again.
     run_id: pulumi.Input[str] = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -204,6 +208,8 @@ class OverlayCheckArgs:
             "externalUrls": list(self.external_urls) if isinstance(self.external_urls, tuple) else self.external_urls,
             "probeNamespace": self.probe_namespace,
             "ingressHost": self.ingress_host,
+            "ingressController": self.ingress_controller,
+            "ingressPort": self.ingress_port,
             "runId": self.run_id,
         }
 
@@ -267,7 +273,7 @@ class MtuPathCheck(OverlayCheck, module="keybuzz", name="MtuPathCheck"):
 
 
 class IngressCheck(OverlayCheck, module="keybuzz", name="IngressCheck"):
-    """ingress-nginx on every node answers the probe Host with an echo backend (200, never 503)."""
+    """The ingress controller (ingress-nginx or Traefik) on every node answers the probe Host: 200, never 503."""
 
     CHECK = "ingress"
 
