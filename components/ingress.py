@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 from keybuzz import ingress, traefik
 from keybuzz.config import ClusterConfig
-from keybuzz.ingress_guard import EdgeGuard
+from keybuzz.ingress_guard import EdgeGuard, IngressNginxDrained
 
 
 class IngressNginx(pulumi.ComponentResource):
@@ -70,6 +70,7 @@ class TraefikIngress(pulumi.ComponentResource):
         trial: bool = False,
         ingress_class: bool = True,
         opts: pulumi.ResourceOptions | None = None,
+        swap: bool = False,
     ) -> None:
         super().__init__("keybuzz:ingress:TraefikIngress", name, None, opts)
         self.ingress_class = None
@@ -90,7 +91,7 @@ class TraefikIngress(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=traefik.TRAEFIK_CHART_REPO),
             namespace=traefik.TRAEFIK_NAMESPACE,
             create_namespace=True,
-            values=traefik.traefik_values(cfg.ingress.image_tag, trial=trial),
+            values=traefik.traefik_values(cfg.ingress.image_tag, trial=trial, swap=swap),
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after),
         )
         self.register_outputs({})
@@ -99,7 +100,14 @@ class TraefikIngress(pulumi.ComponentResource):
 class Edge:
     """What serves the nodes' ports for this stack; ``ready`` is what the ingress check waits for."""
 
-    def __init__(self, cfg: ClusterConfig, provider: k8s.Provider, calico_ready: pulumi.Resource) -> None:
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        provider: k8s.Provider,
+        calico_ready: pulumi.Resource,
+        kubeconfig: pulumi.Input[str] = "",
+        run_id: str = "",
+    ) -> None:
         state = ingress.edge_state(cfg.ingress.controller, cfg.ingress.migration)
         self.state = state
         self.guard = EdgeGuard(f"{cfg.cluster_name}-ingress-edge", state)
@@ -110,12 +118,21 @@ class Edge:
             self.nginx = IngressNginx(
                 f"{cfg.cluster_name}-ingress-nginx", cfg, provider, calico_ready, retired=state == "traefik-swap"
             )
+        self.drained: IngressNginxDrained | None = None
+        if state == "traefik-swap" and self.nginx is not None:
+            # Helm calls the retired DaemonSet ready while its pods may still hold :80: wait for them.
+            self.drained = IngressNginxDrained(
+                f"{cfg.cluster_name}-ingress-nginx-drained", kubeconfig, ingress.INGRESS_NGINX_NAMESPACE, run_id,
+                opts=pulumi.ResourceOptions(depends_on=[self.nginx.release]),
+            )
         if state != ingress.INGRESS_NGINX:
             # Swap: Traefik moves to 80/443 only after ingress-nginx's pods are gone from them.
             after = [calico_ready, self.guard] + ([self.nginx.release] if self.nginx else [])
+            after += [self.drained] if self.drained else []
             self.traefik = TraefikIngress(
                 f"{cfg.cluster_name}-traefik", cfg, provider, after,
                 trial=state == "traefik-trial", ingress_class=state in ("traefik-swap", ingress.TRAEFIK),
+                swap=state == "traefik-swap",
             )
 
     @property

@@ -30,10 +30,14 @@ PING_PORT = 8080  # entrypoint `traefik`: /ping for the kubelet probes; the API/
 METRICS_PORT = 9100  # entrypoint `metrics`: Prometheus /metrics
 
 
-def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, trial: bool = False) -> dict[str, Any]:
+def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, trial: bool = False, swap: bool = False) -> dict[str, Any]:
     """Helm values: one Traefik per node on the host network, serving IngressClass `nginx` only.
 
     ``trial``: bind the trial ports (8000/8444) instead of 80/443, beside a running ingress-nginx.
+    ``swap``: the step where Traefik moves from the trial ports to 80/443 after ingress-nginx left them:
+    every node gets its new pod at once (maxSurge 100%) instead of one node after the other, so no node
+    waits for the others with nothing on :80. The update strategy is not part of the pod template, so
+    setting it back to one node at a time afterwards restarts nothing.
     Every key exists in the chart's values.yaml (37.4.0); the tests hold each one to it.
     """
     ports = TRIAL_PORTS if trial else EDGE_PORTS
@@ -46,7 +50,10 @@ def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, trial: bool = False) -> d
         "hostNetwork": True,
         # A new pod starts beside the old one before the old one stops (reusePort below lets both bind
         # the same ports), so a Traefik upgrade leaves no node without a listener.
-        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "updateStrategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "100%" if swap else 1},
+        },
         "ports": {
             "web": {"port": ports["web"], "expose": {"default": True}, "exposedPort": 80},
             "websecure": {"port": ports["websecure"], "expose": {"default": True}, "exposedPort": 443},

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import yaml
-from harness import REPO, STACKS, run_program
+from harness import REPO, STACKS, run_program, secret_value
 from test_config import error_for
 
 from keybuzz import ingress, traefik
@@ -20,6 +20,7 @@ from tests.policy.helpers import violations_for
 RELEASE = "kubernetes:helm.sh/v3:Release"
 INGRESS_CLASS = "kubernetes:networking.k8s.io/v1:IngressClass"
 GUARD = "pulumi-python:dynamic:Resource"
+DRAINED = "pulumi-python:dynamic:Resource"  # both are plain dynamic resources; told apart by name
 BEFORE = json.loads((REPO / "tests" / "fixtures" / "ingress_nginx_before.json").read_text())
 
 
@@ -34,6 +35,10 @@ def stack_doc(stack: str, **ingress_cfg) -> dict:
 
 def run_edge(stack: str = "dev", **ingress_cfg):
     return run_program(stack, stack_doc=stack_doc(stack, **ingress_cfg))
+
+
+def drained_of(run):
+    return [r for r in run.of_type(DRAINED) if r.name.endswith("-ingress-nginx-drained")]
 
 
 def releases(run) -> dict[str, dict]:
@@ -139,8 +144,14 @@ def test_swap_retires_ingress_nginx_before_traefik_takes_80_and_443():
     assert rel["ingress-nginx"].inputs["values"] == ingress.ingress_nginx_values(retired=True)
     values = rel["traefik"].inputs["values"]
     assert (values["ports"]["web"]["port"], values["ports"]["websecure"]["port"]) == (80, 443)
-    # Order: Traefik (and the program's IngressClass) only after ingress-nginx's upgrade has finished.
+    # Order: Traefik (and the program's IngressClass) only after ingress-nginx's upgrade has finished and
+    # its pods are gone; then every node gets its Traefik on 80/443 at once.
     assert rel["ingress-nginx"].name in rel["traefik"].depends_on
+    (drained,) = drained_of(run)
+    assert drained.name in rel["traefik"].depends_on and rel["ingress-nginx"].name in drained.depends_on
+    assert drained.inputs["namespace"] == "ingress-nginx"
+    assert secret_value(drained.inputs["kubeconfig"])
+    assert values["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": "100%"}
     (cls,) = run.of_type(INGRESS_CLASS)
     assert rel["ingress-nginx"].name in cls.depends_on
     assert (ingress_check(run).inputs["ingressController"], ingress_check(run).inputs["ingressPort"]) == ("traefik", 80)
@@ -149,7 +160,14 @@ def test_swap_retires_ingress_nginx_before_traefik_takes_80_and_443():
 def test_the_last_step_removes_ingress_nginx_and_keeps_traefik_and_the_class_as_they_were():
     swap, done = run_edge("prod", controller="traefik", migration="swap"), run_edge("prod", controller="traefik")
     assert set(releases(done)) == {"traefik"}
-    assert releases(done)["traefik"].inputs["values"] == releases(swap)["traefik"].inputs["values"]
+    done_values, swap_values = releases(done)["traefik"].inputs["values"], releases(swap)["traefik"].inputs["values"]
+    # Only the update strategy goes back to one node at a time: not in the pod template, so no restart.
+    assert {k: v for k, v in done_values.items() if k != "updateStrategy"} == {
+        k: v for k, v in swap_values.items() if k != "updateStrategy"
+    }
+    assert swap_values["updateStrategy"]["rollingUpdate"]["maxSurge"] == "100%"
+    assert done_values["updateStrategy"]["rollingUpdate"]["maxSurge"] == 1
+    assert not drained_of(done)
     assert [c.name for c in done.of_type(INGRESS_CLASS)] == [c.name for c in swap.of_type(INGRESS_CLASS)]
     assert done.of_type(INGRESS_CLASS)[0].inputs == swap.of_type(INGRESS_CLASS)[0].inputs
 
@@ -261,3 +279,35 @@ def test_the_ingress_key_is_declared_and_read():
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]["ingress"]
     assert project["type"] == "object" and project["description"]
     assert copy.deepcopy(project["default"]) == project_defaults()["ingress"]
+
+
+# --- swap step: waiting for ingress-nginx's pods -------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_traefik_waits_until_the_last_ingress_nginx_pod_is_gone():
+    from keybuzz.ingress_guard import wait_until_drained
+
+    clock = FakeClock()
+    answers = iter([[{"metadata": {"name": "ingress-nginx-controller-a"}}], [{"metadata": {"name": "b"}}], []])
+    assert wait_until_drained(lambda: next(answers), clock, clock.sleep, timeout=30) == []
+    assert clock.now == 2.0
+
+
+def test_pods_that_never_leave_are_named_at_the_deadline():
+    from keybuzz.ingress_guard import wait_until_drained
+
+    clock = FakeClock()
+    stuck = [{"metadata": {"name": "ingress-nginx-controller-x"}}]
+    assert wait_until_drained(lambda: stuck, clock, clock.sleep, timeout=5) == ["ingress-nginx-controller-x"]
+    assert clock.now == 5.0

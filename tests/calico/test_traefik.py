@@ -75,9 +75,9 @@ def leaf(values: dict[str, Any], path: str) -> Any:
     return values
 
 
-@pytest.mark.parametrize("trial", [False, True])
-def test_values_conform_to_the_charts_schema(trial):
-    values = traefik.traefik_values(trial=trial)
+@pytest.mark.parametrize(("trial", "swap"), [(False, False), (True, False), (False, True)])
+def test_values_conform_to_the_charts_schema(trial, swap):
+    values = traefik.traefik_values(trial=trial, swap=swap)
     jsonschema.validate(values, SCHEMA)
     assert unknown_keys(values, SCHEMA) == []
 
