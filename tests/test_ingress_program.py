@@ -311,3 +311,27 @@ def test_pods_that_never_leave_are_named_at_the_deadline():
     stuck = [{"metadata": {"name": "ingress-nginx-controller-x"}}]
     assert wait_until_drained(lambda: stuck, clock, clock.sleep, timeout=5) == ["ingress-nginx-controller-x"]
     assert clock.now == 5.0
+
+
+def test_the_swap_steps_dynamic_providers_load_in_a_fresh_process_like_the_engines():
+    import subprocess
+    import sys
+
+    from keybuzz.offline import unwrap_secret
+
+    run = run_edge("staging", controller="traefik", migration="swap")
+    blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources
+             if r.name.endswith(("-ingress-edge", "-ingress-nginx-drained"))}
+    assert len(blobs) == 2
+    fresh = (
+        "import base64, json, sys, dill\n"
+        "print(json.dumps({n: type(dill.loads(base64.b64decode(b))).__qualname__ "
+        "for n, b in json.load(sys.stdin).items()}))"
+    )
+    done = subprocess.run([sys.executable, "-c", fresh], input=json.dumps(blobs), cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "keybuzz-staging-ingress-edge": "EdgeGuardProvider",
+        "keybuzz-staging-ingress-nginx-drained": "DrainedProvider",
+    }
