@@ -46,10 +46,8 @@ def test_nothing_listening_names_the_controller_and_the_port():
     outputs = {prober[t]: {probe_key("ingress", t): RawOutput(text, code)} for t in NAMES}
     verdict = judge.judge_ingress(NAMES, outputs, prober, ips, "probe.invalid", controller="traefik", port=8000)
     first = next(f for f in verdict.failures if f.where.endswith("→node-a:8000"))
-    assert first.what == "nothing listens on 10.0.1.10:8000"
-    assert first.cause == (
-        "traefik not running on node-a (DaemonSet pod missing or not on hostNetwork), or not bound to :8000"
-    )
+    assert first.what.startswith("nothing listens on 10.0.1.10:8000")
+    assert first.cause.startswith("traefik not running on node-a") and "8000" in first.cause
 
 
 def test_inputs_carry_the_controller_and_default_to_ingress_nginx_on_80():
