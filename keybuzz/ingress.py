@@ -57,6 +57,9 @@ def ingress_nginx_values(retired: bool = False) -> dict[str, Any]:
         values["controller"]["nodeSelector"] = {RETIRED_NODE_LABEL: "true"}
         # The program declares IngressClass `nginx` from here on; the chart's copy goes with this upgrade.
         values["controller"]["ingressClassResource"]["enabled"] = False
+        # Its admission webhook (failurePolicy Fail) would have no pod behind it and refuse every Ingress
+        # change until the release is gone: the webhook configuration goes with this upgrade too.
+        values["controller"]["admissionWebhooks"]["enabled"] = False
     return values
 
 

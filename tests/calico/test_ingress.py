@@ -88,13 +88,16 @@ def test_chart_is_pinned():
     assert (INGRESS_NGINX_CHART_VERSION, INGRESS_NGINX_CONTROLLER_VERSION) == ("4.15.1", "v1.15.1")
 
 
-def test_retired_controller_runs_on_no_node_and_drops_its_ingress_class():
+def test_retired_controller_runs_on_no_node_and_drops_its_ingress_class_and_webhook():
     from keybuzz.ingress import RETIRED_NODE_LABEL
 
     retired = ingress_nginx_values(retired=True)["controller"]
     assert retired["nodeSelector"] == {RETIRED_NODE_LABEL: "true"}
     assert retired["ingressClassResource"]["enabled"] is False
-    # Everything else as in service, so the swap step changes only where it runs and who owns the class.
-    rest = {k: v for k, v in retired.items() if k not in ("nodeSelector", "ingressClassResource")}
-    assert rest == {k: v for k, v in ingress_nginx_values()["controller"].items() if k != "ingressClassResource"}
+    # No webhook left to refuse Ingress changes while no controller pod runs.
+    assert retired["admissionWebhooks"] == {"enabled": False}
+    # Everything else as in service: the swap step changes only where it runs, the class and the webhook.
+    changed = ("nodeSelector", "ingressClassResource", "admissionWebhooks")
+    rest = {k: v for k, v in retired.items() if k not in changed}
+    assert rest == {k: v for k, v in ingress_nginx_values()["controller"].items() if k not in changed}
     assert "nodeSelector" not in ingress_nginx_values()["controller"]
