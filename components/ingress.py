@@ -146,4 +146,8 @@ class Edge:
 
     @property
     def ready(self) -> list[pulumi.Resource]:
-        return [c.release for c in (self.nginx, self.traefik) if c is not None]
+        """The releases and the program's IngressClass: the probe fixture and the checks wait for them."""
+        ready: list[pulumi.Resource] = [c.release for c in (self.nginx, self.traefik) if c is not None]
+        if self.traefik is not None and self.traefik.ingress_class is not None:
+            ready.append(self.traefik.ingress_class)
+        return ready

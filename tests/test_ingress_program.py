@@ -108,7 +108,9 @@ def test_a_stack_without_the_key_gets_traefik_on_80_and_443():
     assert cls.inputs["metadata"]["name"] == "nginx" and cls.inputs["spec"] == {"controller": "k8s.io/ingress-nginx"}
     check = ingress_check(run)
     assert (check.inputs["ingressController"], check.inputs["ingressPort"]) == ("traefik", 80)
-    assert f"{rel['traefik'].name}" in check.depends_on
+    assert rel["traefik"].name in check.depends_on and cls.name in check.depends_on
+    probe_ingress = next(r for r in run.resources if r.type == "kubernetes:networking.k8s.io/v1:Ingress")
+    assert cls.name in probe_ingress.depends_on and probe_ingress.inputs["spec"]["ingressClassName"] == "nginx"
 
 
 @pytest.mark.parametrize("controller", ["traefik", "ingress-nginx"])
