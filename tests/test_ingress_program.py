@@ -337,3 +337,13 @@ def test_the_swap_steps_dynamic_providers_load_in_a_fresh_process_like_the_engin
         "keybuzz-staging-ingress-edge": "EdgeGuardProvider",
         "keybuzz-staging-ingress-nginx-drained": "DrainedProvider",
     }
+
+
+def test_a_second_up_of_a_traefik_stack_changes_nothing_at_the_edge():
+    first, second = run_edge("prod"), run_edge("prod")
+    assert releases(first)["traefik"].inputs == releases(second)["traefik"].inputs
+    assert first.of_type(INGRESS_CLASS)[0].inputs == second.of_type(INGRESS_CLASS)[0].inputs
+    olds = next(r for r in first.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
+    news = next(r for r in second.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
+    assert EdgeGuardProvider().diff("ingress-edge", olds, news).changes is False
+    assert not drained_of(second)  # nothing waits on ingress-nginx outside the swap step
