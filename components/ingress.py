@@ -53,9 +53,9 @@ class IngressNginx(pulumi.ComponentResource):
 class TraefikIngress(pulumi.ComponentResource):
     """Traefik as a hostNetwork DaemonSet serving IngressClass `nginx`, behind a ClusterIP Service.
 
-    ``trial``: on the trial ports beside ingress-nginx. ``ingress_class``: declare IngressClass `nginx`
-    (from the swap step on, after ingress-nginx's chart has dropped its own; Traefik matches the class
-    by name too, so it keeps serving in between).
+    ``plan`` says on which host ports, and whether the program declares IngressClass `nginx` (from the
+    swap step on, after ingress-nginx's chart has dropped its own; Traefik matches the class by name
+    too, so it keeps serving in between).
     """
 
     release: k8s.helm.v3.Release
@@ -67,15 +67,13 @@ class TraefikIngress(pulumi.ComponentResource):
         cfg: ClusterConfig,
         provider: k8s.Provider,
         after: Sequence[pulumi.Resource],
-        trial: bool = False,
-        ingress_class: bool = True,
+        plan: ingress.EdgePlan,
         opts: pulumi.ResourceOptions | None = None,
-        swap: bool = False,
     ) -> None:
         super().__init__("keybuzz:ingress:TraefikIngress", name, None, opts)
         self.ingress_class = None
         after = list(after)
-        if ingress_class:
+        if plan.ingress_class:
             manifest = traefik.nginx_ingress_class()
             self.ingress_class = k8s.networking.v1.IngressClass(
                 f"{name}-class-{ingress.INGRESS_CLASS}",
@@ -91,14 +89,14 @@ class TraefikIngress(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=traefik.TRAEFIK_CHART_REPO),
             namespace=traefik.TRAEFIK_NAMESPACE,
             create_namespace=True,
-            values=traefik.traefik_values(cfg.ingress.image_tag, trial=trial, swap=swap),
+            values=traefik.traefik_values(cfg.ingress.image_tag, plan.traefik_ports, plan.traefik_all_nodes_at_once),
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after),
         )
         self.register_outputs({})
 
 
 class Edge:
-    """What serves the nodes' ports for this stack; ``ready`` is what the ingress check waits for."""
+    """What serves the nodes' ports (keybuzz.ingress.edge_plan); ``ready`` is what the checks wait for."""
 
     def __init__(
         self,
@@ -108,41 +106,36 @@ class Edge:
         kubeconfig: pulumi.Input[str] = "",
         run_id: str = "",
     ) -> None:
-        state = ingress.edge_state(cfg.ingress.controller, cfg.ingress.migration)
-        self.state = state
-        self.guard = EdgeGuard(f"{cfg.cluster_name}-ingress-edge", state)
+        plan = ingress.edge_plan(cfg.ingress.controller, cfg.ingress.migration)
+        self.plan = plan
+        self.guard = EdgeGuard(f"{cfg.cluster_name}-ingress-edge", plan.state)
         self.nginx: IngressNginx | None = None
+        self.drained: IngressNginxDrained | None = None
         self.traefik: TraefikIngress | None = None
-        if state in (ingress.INGRESS_NGINX, "traefik-trial", "traefik-swap"):
+        if plan.nginx:
             # Same name and type as before the switch existed: an ingress-nginx stack is unchanged.
             self.nginx = IngressNginx(
-                f"{cfg.cluster_name}-ingress-nginx", cfg, provider, calico_ready, retired=state == "traefik-swap"
+                f"{cfg.cluster_name}-ingress-nginx", cfg, provider, calico_ready, retired=plan.nginx_retired
             )
-        self.drained: IngressNginxDrained | None = None
-        if state == "traefik-swap" and self.nginx is not None:
+        if plan.wait_drained and self.nginx is not None:
             # Helm calls the retired DaemonSet ready while its pods may still hold :80: wait for them.
             self.drained = IngressNginxDrained(
                 f"{cfg.cluster_name}-ingress-nginx-drained", kubeconfig, ingress.INGRESS_NGINX_NAMESPACE, run_id,
                 opts=pulumi.ResourceOptions(depends_on=[self.nginx.release]),
             )
-        if state != ingress.INGRESS_NGINX:
-            # Swap: Traefik moves to 80/443 only after ingress-nginx's pods are gone from them.
+        if plan.traefik:
+            # Traefik (and the class) after ingress-nginx's release, and in the swap step after its pods left.
             after = [calico_ready, self.guard] + ([self.nginx.release] if self.nginx else [])
             after += [self.drained] if self.drained else []
-            self.traefik = TraefikIngress(
-                f"{cfg.cluster_name}-traefik", cfg, provider, after,
-                trial=state == "traefik-trial", ingress_class=state in ("traefik-swap", ingress.TRAEFIK),
-                swap=state == "traefik-swap",
-            )
+            self.traefik = TraefikIngress(f"{cfg.cluster_name}-traefik", cfg, provider, after, plan)
 
     @property
     def controller(self) -> str:
-        """The controller the ingress check probes: the one being proven (Traefik from its trial on)."""
-        return ingress.INGRESS_NGINX if self.state == ingress.INGRESS_NGINX else ingress.TRAEFIK
+        return self.plan.probe_controller
 
     @property
     def probe_port(self) -> int:
-        return ingress.TRIAL_PORTS["web"] if self.state == "traefik-trial" else ingress.EDGE_PORTS["web"]
+        return self.plan.probe_port
 
     @property
     def ready(self) -> list[pulumi.Resource]:

@@ -8,6 +8,7 @@ ingress layer as due for a Gateway API replacement.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 INGRESS_NGINX_CHART = "ingress-nginx"
@@ -123,4 +124,41 @@ def refuse_move(old: str | None, new: str) -> str | None:
         f"ingress change '{old}' -> '{new}' refused: both controllers bind the nodes' host ports, so a direct "
         f"switch would leave nodes with nothing on :80/:443 or crash the new controller on a taken port. "
         f"Go one step per `bin/deploy <stack> up`: {how} (README, 'Switching ingress-nginx -> Traefik')."
+    )
+
+
+@dataclass(frozen=True)
+class EdgePlan:
+    """What one edge state declares; components/ingress.py turns it into resources, nothing more."""
+
+    state: str
+    nginx: bool  # the ingress-nginx release exists
+    nginx_retired: bool  # ... scheduled on no node, without its IngressClass and webhook
+    wait_drained: bool  # wait until its controller pods are gone before Traefik moves
+    traefik: bool  # the Traefik release exists
+    traefik_ports: dict[str, int]  # its web/websecure host ports
+    traefik_all_nodes_at_once: bool  # maxSurge 100% (the swap step) instead of one node at a time
+    ingress_class: bool  # the program declares IngressClass `nginx` (else ingress-nginx's chart does)
+    probe_controller: str  # what the ingress check names ...
+    probe_port: int  # ... and where it probes it
+
+
+def edge_plan(controller: str, migration: str) -> EdgePlan:
+    """The resources of each step of the edge, as data (README, 'Switching ingress-nginx -> Traefik')."""
+    state = edge_state(controller, migration)
+    if state == INGRESS_NGINX:
+        return EdgePlan(state, True, False, False, False, {}, False, False, INGRESS_NGINX, EDGE_PORTS["web"])
+    trial, swap = state == f"{TRAEFIK}-{MIGRATION_TRIAL}", state == f"{TRAEFIK}-{MIGRATION_SWAP}"
+    ports = dict(TRIAL_PORTS if trial else EDGE_PORTS)
+    return EdgePlan(
+        state=state,
+        nginx=trial or swap,
+        nginx_retired=swap,
+        wait_drained=swap,
+        traefik=True,
+        traefik_ports=ports,
+        traefik_all_nodes_at_once=swap,
+        ingress_class=not trial,
+        probe_controller=TRAEFIK,
+        probe_port=ports["web"],
     )

@@ -30,17 +30,19 @@ PING_PORT = 8080  # entrypoint `traefik`: /ping for the kubelet probes; the API/
 METRICS_PORT = 9100  # entrypoint `metrics`: Prometheus /metrics
 
 
-def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, trial: bool = False, swap: bool = False) -> dict[str, Any]:
+def traefik_values(
+    image_tag: str = TRAEFIK_IMAGE_TAG, ports: dict[str, int] | None = None, all_nodes_at_once: bool = False
+) -> dict[str, Any]:
     """Helm values: one Traefik per node on the host network, serving IngressClass `nginx` only.
 
-    ``trial``: bind the trial ports (8000/8444) instead of 80/443, beside a running ingress-nginx.
-    ``swap``: the step where Traefik moves from the trial ports to 80/443 after ingress-nginx left them:
-    every node gets its new pod at once (maxSurge 100%) instead of one node after the other, so no node
-    waits for the others with nothing on :80. The update strategy is not part of the pod template, so
-    setting it back to one node at a time afterwards restarts nothing.
+    ``ports``: web/websecure host ports, 80/443 unless a switch's trial step puts Traefik on 8000/8444
+    beside a running ingress-nginx. ``all_nodes_at_once``: the swap step, where Traefik moves to 80/443
+    after ingress-nginx left them: every node gets its new pod at once (maxSurge 100%) instead of one
+    node after the other, so no node waits for the others with nothing on :80. The update strategy is
+    not part of the pod template, so setting it back afterwards restarts nothing.
     Every key exists in the chart's values.yaml (37.4.0); the tests hold each one to it.
     """
-    ports = TRIAL_PORTS if trial else EDGE_PORTS
+    ports = ports or EDGE_PORTS
     return {
         "image": {"registry": "docker.io", "repository": "traefik", "tag": image_tag},
         # One pod per node, so any node's public IP answers on 80/443.
@@ -52,7 +54,7 @@ def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, trial: bool = False, swap
         # the same ports), so a Traefik upgrade leaves no node without a listener.
         "updateStrategy": {
             "type": "RollingUpdate",
-            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "100%" if swap else 1},
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "100%" if all_nodes_at_once else 1},
         },
         "ports": {
             "web": {"port": ports["web"], "expose": {"default": True}, "exposedPort": 80},

@@ -127,6 +127,28 @@ def test_the_switch_steps_pass_the_policy_pack(migration):
 # --- switching an existing stack -----------------------------------------------------------------
 
 
+def test_each_step_of_the_edge_as_data():
+    rows = {
+        state: (p.nginx, p.nginx_retired, p.wait_drained, p.traefik, p.traefik_ports.get("web"),
+                p.traefik_all_nodes_at_once, p.ingress_class, p.probe_controller, p.probe_port)
+        for state, p in (
+            (p.state, p) for p in (
+                ingress.edge_plan("ingress-nginx", ""),
+                ingress.edge_plan("traefik", "trial"),
+                ingress.edge_plan("traefik", "swap"),
+                ingress.edge_plan("traefik", ""),
+            )
+        )
+    }
+    assert rows == {
+        "ingress-nginx": (True, False, False, False, None, False, False, "ingress-nginx", 80),
+        "traefik-trial": (True, False, False, True, 8000, False, False, "traefik", 8000),
+        "traefik-swap": (True, True, True, True, 80, True, True, "traefik", 80),
+        "traefik": (False, False, False, True, 80, False, True, "traefik", 80),
+    }
+    assert ingress.edge_plan("traefik", "trial").traefik_ports == {"web": 8000, "websecure": 8444}
+
+
 def test_trial_adds_traefik_on_other_ports_beside_an_untouched_ingress_nginx():
     run = run_edge("staging", controller="traefik", migration="trial")
     rel = releases(run)

@@ -77,7 +77,7 @@ def leaf(values: dict[str, Any], path: str) -> Any:
 
 @pytest.mark.parametrize(("trial", "swap"), [(False, False), (True, False), (False, True)])
 def test_values_conform_to_the_charts_schema(trial, swap):
-    values = traefik.traefik_values(trial=trial, swap=swap)
+    values = traefik.traefik_values(ports=ingress.TRIAL_PORTS if trial else None, all_nodes_at_once=swap)
     jsonschema.validate(values, SCHEMA)
     assert unknown_keys(values, SCHEMA) == []
 
