@@ -1,18 +1,27 @@
-"""ingress-nginx on every node's host network: the one place hostNetwork is allowed."""
+"""The edge on every node's host network: ingress-nginx, Traefik, or both during a switch.
+
+The one place hostNetwork is allowed. Which of them exist, on which ports, is decided in
+keybuzz/ingress.py and keybuzz/traefik.py; the EdgeGuard refuses at preview a step that would skip
+the switch's order.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from keybuzz import ingress
+from keybuzz import ingress, traefik
 from keybuzz.config import ClusterConfig
+from keybuzz.ingress_guard import EdgeGuard, IngressNginxDrained
 
 
 class IngressNginx(pulumi.ComponentResource):
     """The ingress controller as a hostNetwork DaemonSet behind a ClusterIP Service.
 
     Declared only after Calico is ready: its admission webhook and backends need pod networking.
+    ``retired``: scheduled on no node (the swap step of a switch to Traefik).
     """
 
     release: k8s.helm.v3.Release
@@ -24,6 +33,7 @@ class IngressNginx(pulumi.ComponentResource):
         provider: k8s.Provider,
         calico_ready: pulumi.Resource,
         opts: pulumi.ResourceOptions | None = None,
+        retired: bool = False,
     ) -> None:
         super().__init__("keybuzz:ingress:IngressNginx", name, None, opts)
         self.release = k8s.helm.v3.Release(
@@ -34,7 +44,103 @@ class IngressNginx(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ingress.INGRESS_NGINX_CHART_REPO),
             namespace=ingress.INGRESS_NGINX_NAMESPACE,
             create_namespace=True,
-            values=ingress.ingress_nginx_values(),
+            values=ingress.ingress_nginx_values(retired=retired),
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[calico_ready]),
         )
         self.register_outputs({})
+
+
+class TraefikIngress(pulumi.ComponentResource):
+    """Traefik as a hostNetwork DaemonSet serving IngressClass `nginx`, behind a ClusterIP Service.
+
+    ``plan`` says on which host ports, and whether the program declares IngressClass `nginx` (from the
+    swap step on, after ingress-nginx's chart has dropped its own; Traefik matches the class by name
+    too, so it keeps serving in between).
+    """
+
+    release: k8s.helm.v3.Release
+    ingress_class: k8s.networking.v1.IngressClass | None
+
+    def __init__(
+        self,
+        name: str,
+        cfg: ClusterConfig,
+        provider: k8s.Provider,
+        after: Sequence[pulumi.Resource],
+        plan: ingress.EdgePlan,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("keybuzz:ingress:TraefikIngress", name, None, opts)
+        self.ingress_class = None
+        after = list(after)
+        if plan.ingress_class:
+            manifest = traefik.nginx_ingress_class()
+            self.ingress_class = k8s.networking.v1.IngressClass(
+                f"{name}-class-{ingress.INGRESS_CLASS}",
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after),
+            )
+        self.release = k8s.helm.v3.Release(
+            name,
+            name=traefik.TRAEFIK_RELEASE,
+            chart=traefik.TRAEFIK_CHART,
+            version=cfg.ingress.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=traefik.TRAEFIK_CHART_REPO),
+            namespace=traefik.TRAEFIK_NAMESPACE,
+            create_namespace=True,
+            values=traefik.traefik_values(cfg.ingress.image_tag, plan.traefik_ports, plan.traefik_all_nodes_at_once),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after),
+        )
+        self.register_outputs({})
+
+
+class Edge:
+    """What serves the nodes' ports (keybuzz.ingress.edge_plan); ``ready`` is what the checks wait for."""
+
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        provider: k8s.Provider,
+        calico_ready: pulumi.Resource,
+        kubeconfig: pulumi.Input[str] = "",
+        run_id: str = "",
+    ) -> None:
+        plan = ingress.edge_plan(cfg.ingress.controller, cfg.ingress.migration)
+        self.plan = plan
+        self.guard = EdgeGuard(f"{cfg.cluster_name}-ingress-edge", plan.state)
+        self.nginx: IngressNginx | None = None
+        self.drained: IngressNginxDrained | None = None
+        self.traefik: TraefikIngress | None = None
+        if plan.nginx:
+            # Same name and type as before the switch existed: an ingress-nginx stack is unchanged.
+            self.nginx = IngressNginx(
+                f"{cfg.cluster_name}-ingress-nginx", cfg, provider, calico_ready, retired=plan.nginx_retired
+            )
+        if plan.wait_drained and self.nginx is not None:
+            # Helm calls the retired DaemonSet ready while its pods may still hold :80: wait for them.
+            self.drained = IngressNginxDrained(
+                f"{cfg.cluster_name}-ingress-nginx-drained", kubeconfig, ingress.INGRESS_NGINX_NAMESPACE, run_id,
+                opts=pulumi.ResourceOptions(depends_on=[self.nginx.release]),
+            )
+        if plan.traefik:
+            # Traefik (and the class) after ingress-nginx's release, and in the swap step after its pods left.
+            after = [calico_ready, self.guard] + ([self.nginx.release] if self.nginx else [])
+            after += [self.drained] if self.drained else []
+            self.traefik = TraefikIngress(f"{cfg.cluster_name}-traefik", cfg, provider, after, plan)
+
+    @property
+    def controller(self) -> str:
+        return self.plan.probe_controller
+
+    @property
+    def probe_port(self) -> int:
+        return self.plan.probe_port
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        """The releases and the program's IngressClass: the probe fixture and the checks wait for them."""
+        ready: list[pulumi.Resource] = [c.release for c in (self.nginx, self.traefik) if c is not None]
+        if self.traefik is not None and self.traefik.ingress_class is not None:
+            ready.append(self.traefik.ingress_class)
+        return ready

@@ -12,7 +12,7 @@ import pulumi
 
 from components.calico import CalicoNetwork
 from components.firewall import NodeFirewall
-from components.ingress import IngressNginx
+from components.ingress import Edge
 from components.k3s import K3sCluster
 from components.network import PrivateNetwork
 from components.servers import NodeServers
@@ -29,7 +29,7 @@ class Built:
     servers: NodeServers
     k3s: K3sCluster
     calico: CalicoNetwork
-    ingress: IngressNginx
+    ingress: Edge
     run_id: str
     gate: promotion.PromotionGate | None
     verification: OverlayVerification | None
@@ -49,7 +49,7 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
     # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
     run_id = uuid.uuid4().hex
     calico = CalicoNetwork(f"{cfg.cluster_name}-calico", cfg, cluster.provider, cluster.joined, run_id)
-    ingress = IngressNginx(f"{cfg.cluster_name}-ingress-nginx", cfg, cluster.provider, calico.ready)
+    ingress = Edge(cfg, cluster.provider, calico.ready, cluster.kubeconfig, run_id)
     verification = None
     if cfg.verify.enabled:
         verification = OverlayVerification(
@@ -59,7 +59,9 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
             cluster.kubeconfig,
             calico.mtu,
             run_id,
-            after=[calico.ready, calico.pool, ingress.release],
+            after=[calico.ready, calico.pool, *ingress.ready],
+            ingress_controller=ingress.controller,
+            ingress_port=ingress.probe_port,
         )
     # Set only when every check passed in this run, on a clean checkout: the promotion gate's input.
     checks_passed = verification.all_passed if verification else pulumi.Output.from_input(False)

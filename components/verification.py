@@ -22,7 +22,7 @@ _TYPED: dict[str, Any] = {
 
 
 class OverlayVerification(pulumi.ComponentResource):
-    """Declares the probe fixture after Calico and ingress-nginx, then the seven checks after the fixture.
+    """Declares the probe fixture after Calico and the ingress controller, then the seven checks after the fixture.
 
     ``all_passed`` is True once every check passed in this run (a failing check fails the update).
     """
@@ -40,6 +40,8 @@ class OverlayVerification(pulumi.ComponentResource):
         run_id: str,
         after: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
+        ingress_controller: str = "ingress-nginx",
+        ingress_port: int = 80,
     ) -> None:
         super().__init__("keybuzz:verify:OverlayVerification", name, None, opts)
         manifests = fixture.render_fixture(
@@ -63,6 +65,8 @@ class OverlayVerification(pulumi.ComponentResource):
             external_urls=cfg.verify.external_urls,
             probe_namespace=fixture.NAMESPACE,
             ingress_host=cfg.verify.ingress_host,
+            ingress_controller=ingress_controller,
+            ingress_port=ingress_port,
             run_id=run_id,
         )
         self.checks = providers.create_checks(

@@ -106,6 +106,20 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class IngressConfig:
+    """Which controller serves the nodes' 80/443 (keybuzz/ingress.py, keybuzz/traefik.py).
+
+    ``version``/``image_tag``: Traefik's chart and image (ingress-nginx keeps ``ingressNginxVersion``,
+    since both run during a switch). ``migration``: the step of a switch ingress-nginx -> Traefik.
+    """
+
+    controller: str
+    version: str
+    image_tag: str
+    migration: str = ""
+
+
+@dataclass(frozen=True)
 class Node:
     """One server as the rest of the program sees it: a name, a role and a fixed private IP."""
 
@@ -144,6 +158,7 @@ class ClusterConfig:
     api_load_balancer: ApiLoadBalancer = ApiLoadBalancer("auto", "lb11")
     deletion_protection: bool = False
     agent_upgrade_batch_size: int = 1
+    ingress: IngressConfig = IngressConfig("ingress-nginx", "37.4.0", "v3.6.17")
 
     @property
     def network_zone(self) -> str:
@@ -529,7 +544,35 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         api_load_balancer=_api_load_balancer(raw.get("apiLoadBalancer"), defaults.get("apiLoadBalancer") or {}),
         deletion_protection=_bool(raw.get("deletionProtection", False), "deletionProtection"),
         agent_upgrade_batch_size=_batch_size(raw.get("agentUpgradeBatchSize", 1)),
+        ingress=_ingress(raw.get("ingress"), defaults.get("ingress") or {}),
     )
+
+
+INGRESS_FIELDS = {"controller", "version", "imageTag", "migration"}
+
+
+def _ingress(value: object, defaults: Mapping[str, Any]) -> IngressConfig:
+    from keybuzz.ingress import CONTROLLERS, INGRESS_NGINX, MIGRATION_PHASES
+
+    # Per-field merge, so a stack can say only `{controller: ingress-nginx}`.
+    raw = {**defaults, **_object(value if value is not None else {}, "ingress", INGRESS_FIELDS)}
+    controller = raw.get("controller")
+    if controller not in CONTROLLERS:
+        raise ConfigError("ingress.controller", controller, f"one of {', '.join(CONTROLLERS)}")
+    version = _string(raw.get("version"), "ingress.version", "a pinned Traefik chart version such as 37.4.0")
+    if not _SEMVER_RE.match(version) or version.startswith("v"):
+        raise ConfigError("ingress.version", version, "a pinned Traefik chart version such as 37.4.0")
+    tag = _string(raw.get("imageTag"), "ingress.imageTag", "a pinned Traefik image tag such as v3.6.17")
+    if not re.fullmatch(r"v3\.(?:[6-9]|\d\d)\.\d+", tag):
+        raise ConfigError("ingress.imageTag", tag, "a pinned Traefik release v3.6.0 or newer (the NGINX provider)")
+    migration = raw.get("migration") or ""
+    if migration not in MIGRATION_PHASES:
+        raise ConfigError("ingress.migration", migration, "'' (none), 'trial' or 'swap'")
+    if migration and controller == INGRESS_NGINX:
+        raise ConfigError(
+            "ingress.migration", migration, "only with ingress.controller: traefik (it is a step towards Traefik)"
+        )
+    return IngressConfig(controller=controller, version=version, image_tag=tag, migration=migration)
 
 
 _LB_TYPE_RE = re.compile(r"^lb\d+$")
@@ -609,7 +652,9 @@ class Secrets:
     ssh_private_key: Any  # pulumi.Output[str] | None: None means "use the SSH agent"
 
 
-STRUCTURED_KEYS = ("controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer")
+STRUCTURED_KEYS = (
+    "controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer", "ingress"
+)
 CONFIG_KEYS = (
     "clusterName",
     "location",
@@ -632,6 +677,7 @@ CONFIG_KEYS = (
     "apiLoadBalancer",
     "deletionProtection",
     "agentUpgradeBatchSize",
+    "ingress",
 )
 
 

@@ -112,6 +112,7 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
     for release in sorted(run.of_type(RELEASE), key=lambda r: r.name):
         w(f"  chart {release.inputs['chart']} {release.inputs['version']} in {release.inputs['namespace']}\n")
 
+    w(f"\nIngress controller: {getattr(_find(run, '-ingress-edge'), 'inputs', {}).get('edge', 'none')}\n")
     gate = _find(run, "-promotion-gate")
     w("\nPromotion gate: ")
     if gate is None:

@@ -60,6 +60,8 @@ class CheckInputs:
     ingress_controller: str = fixture.DEFAULT_INGRESS_CONTROLLER
     # The probes' own time budget (curl, ping, dig); the lab shortens it to keep tests fast.
     timeouts: plan.Timeouts = plan.DEFAULT_TIMEOUTS
+    # The host port the ingress check probes (a trial port while Traefik runs beside ingress-nginx).
+    ingress_port: int = plan.INGRESS_PORT
 
     @property
     def node_names(self) -> list[str]:
@@ -79,6 +81,7 @@ class CheckInputs:
             probe_namespace=str(props.get("probeNamespace") or fixture.NAMESPACE),
             ingress_host=str(props.get("ingressHost") or fixture.DEFAULT_INGRESS_HOST),
             ingress_controller=str(props.get("ingressController") or fixture.DEFAULT_INGRESS_CONTROLLER),
+            ingress_port=int(props.get("ingressPort") or plan.INGRESS_PORT),
         )
 
 
@@ -381,9 +384,10 @@ def check_mtu(ctx: Context) -> Verdict:
 def check_ingress(ctx: Context) -> Verdict:
     pods = discover(ctx)
     nodes, host = ctx.inputs.node_names, ctx.inputs.ingress_host
-    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host, ctx.inputs.timeouts))
+    port, controller = ctx.inputs.ingress_port, ctx.inputs.ingress_controller
+    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host, ctx.inputs.timeouts, port))
     return judge.judge_ingress(nodes, outputs, plan.ingress_prober(nodes, pods), ctx.inputs.nodes, host, errors,
-                               ctx.inputs.probe_namespace, ctx.inputs.ingress_controller)
+                               ctx.inputs.probe_namespace, controller, port=port)
 
 
 def check_external(ctx: Context) -> Verdict:

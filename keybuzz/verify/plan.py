@@ -283,13 +283,13 @@ INGRESS_CALLS = 3
 
 
 def plan_ingress(nodes: Sequence[str], pods: ProbePods, node_ips: Mapping[str, str], host: str,
-                 timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[PodPlan]:
-    """ingress-nginx listens on every node's private IP (hostNetwork); probe each one with the Host."""
+                 timeouts: Timeouts = DEFAULT_TIMEOUTS, port: int = INGRESS_PORT) -> list[PodPlan]:
+    """The ingress controller listens on every node's private IP (hostNetwork); probe each one with the Host."""
     by_client: dict[str, list[Probe]] = {}
     for target, client_node in ingress_prober(nodes, pods).items():
         if target not in node_ips:
             continue
-        one = curl(f"http://{node_ips[target]}:{INGRESS_PORT}{NODE_PATH}", host=host, max_time=timeouts.request_s,
+        one = curl(f"http://{node_ips[target]}:{port}{NODE_PATH}", host=host, max_time=timeouts.request_s,
                    connect_timeout=timeouts.connect_s)
         # Stop at the first transport failure (curl exits 0 on any HTTP status): a firewalled port
         # costs one connect timeout, not three.

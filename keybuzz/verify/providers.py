@@ -197,6 +197,8 @@ class OverlayCheckArgs:
     ingress_host: pulumi.Input[str] = fixture.DEFAULT_INGRESS_HOST
     # Named in the ingress check's causes ("traefik" when that controller serves the probe Ingress).
     ingress_controller: pulumi.Input[str] = fixture.DEFAULT_INGRESS_CONTROLLER
+    # The host port the ingress check probes it on (a trial port while Traefik runs beside ingress-nginx).
+    ingress_port: pulumi.Input[int] = 80
     # Changes every program run by default: shows in the diff why each check runs again.
     run_id: pulumi.Input[str] = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -212,6 +214,7 @@ class OverlayCheckArgs:
             "probeNamespace": self.probe_namespace,
             "ingressHost": self.ingress_host,
             "ingressController": self.ingress_controller,
+            "ingressPort": self.ingress_port,
             "runId": self.run_id,
         }
 
@@ -275,7 +278,7 @@ class MtuPathCheck(OverlayCheck, module="keybuzz", name="MtuPathCheck"):
 
 
 class IngressCheck(OverlayCheck, module="keybuzz", name="IngressCheck"):
-    """ingress-nginx on every node answers the probe Host with an echo backend (200, never 503)."""
+    """The ingress controller (ingress-nginx or Traefik) on every node answers the probe Host: 200, never 503."""
 
     CHECK = "ingress"
 

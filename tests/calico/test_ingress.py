@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from keybuzz.ingress import (
     INGRESS_CLASS,
     INGRESS_NGINX_CHART,
@@ -26,20 +28,24 @@ CHART_DEFAULTS = {
     "controller.ingressClass": "nginx",
     "controller.tolerations": [],
     "controller.admissionWebhooks.enabled": True,
+    # Set only in the swap step of a switch to Traefik (a map: a leaf here).
+    "controller.nodeSelector": {"kubernetes.io/os": "linux"},
 }
+MAP_VALUES = {"controller.nodeSelector"}
 
 
 def _leaves(values, prefix=""):
     for key, value in values.items():
         path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict):
+        if isinstance(value, dict) and path not in MAP_VALUES:
             yield from _leaves(value, path)
         else:
             yield path, value
 
 
-def test_every_value_is_a_chart_key():
-    assert {path for path, _ in _leaves(ingress_nginx_values())} <= set(CHART_DEFAULTS)
+@pytest.mark.parametrize("retired", [False, True])
+def test_every_value_is_a_chart_key(retired):
+    assert {path for path, _ in _leaves(ingress_nginx_values(retired=retired))} <= set(CHART_DEFAULTS)
 
 
 def test_controller_runs_on_every_node_host_network():
@@ -80,3 +86,18 @@ def test_chart_is_pinned():
     assert re.fullmatch(r"\d+\.\d+\.\d+", INGRESS_NGINX_CHART_VERSION)
     assert re.fullmatch(r"v\d+\.\d+\.\d+", INGRESS_NGINX_CONTROLLER_VERSION)
     assert (INGRESS_NGINX_CHART_VERSION, INGRESS_NGINX_CONTROLLER_VERSION) == ("4.15.1", "v1.15.1")
+
+
+def test_retired_controller_runs_on_no_node_and_drops_its_ingress_class_and_webhook():
+    from keybuzz.ingress import RETIRED_NODE_LABEL
+
+    retired = ingress_nginx_values(retired=True)["controller"]
+    assert retired["nodeSelector"] == {RETIRED_NODE_LABEL: "true"}
+    assert retired["ingressClassResource"]["enabled"] is False
+    # No webhook left to refuse Ingress changes while no controller pod runs.
+    assert retired["admissionWebhooks"] == {"enabled": False}
+    # Everything else as in service: the swap step changes only where it runs, the class and the webhook.
+    changed = ("nodeSelector", "ingressClassResource", "admissionWebhooks")
+    rest = {k: v for k, v in retired.items() if k not in changed}
+    assert rest == {k: v for k, v in ingress_nginx_values()["controller"].items() if k not in changed}
+    assert "nodeSelector" not in ingress_nginx_values()["controller"]

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from keybuzz.verify.judge.common import CAUSE_EXEC, CAUSE_PROBE_POD, unfinished_failure
 from keybuzz.verify.judge.parsers import describe_curl_failure, parse_curl
 from keybuzz.verify.judge.verdict import Failure, Verdict, latency_summary, path
-from keybuzz.verify.plan import RawOutput, probe_key
+from keybuzz.verify.plan import INGRESS_PORT, RawOutput, probe_key
 
 DEFAULT_INGRESS_CONTROLLER = "ingress-nginx"
 
@@ -22,10 +22,11 @@ def judge_ingress(
     exec_errors: Mapping[str, str] | None = None,
     namespace: str = "overlay-probe",
     controller: str = DEFAULT_INGRESS_CONTROLLER,
+    port: int = INGRESS_PORT,
 ) -> Verdict:
     """The ingress controller on every node answers the probe Host with an echo backend: 200, never 503.
 
-    ``controller`` (e.g. ingress-nginx, traefik) is the name the causes use.
+    ``controller`` (e.g. ingress-nginx, traefik) and the host ``port`` probed are what the causes name.
     """
     failures: list[Failure] = []
     if not prober:
@@ -39,7 +40,7 @@ def judge_ingress(
         client = prober.get(target)
         if client is None:
             continue
-        where = f"{path(client, target)}:80"
+        where = f"{path(client, target)}:{port}"
         if exec_errors and client in exec_errors:
             failures.append(Failure(where, f"exec failed: {exec_errors[client]}", CAUSE_EXEC.format(ns=namespace)))
             continue
@@ -72,15 +73,15 @@ def judge_ingress(
                                     f"the probe Ingress is not served by {controller}: its ingressClassName is "
                                     "not the class this controller watches, or the Ingress not admitted yet"))
         elif first.exit_code == 7:
-            failures.append(Failure(where, f"nothing listens on {node_ips[target]}:80 (connection refused)",
+            failures.append(Failure(where, f"nothing listens on {node_ips[target]}:{port} (connection refused)",
                                     f"{controller} not running on {target}: its pod missing there, or not "
-                                    "listening on the node's port 80 (hostNetwork / hostPort)"))
+                                    f"listening on the node's port {port} (hostNetwork / hostPort)"))
         elif first.stage == "no-connection":
-            failures.append(Failure(where, f"{node_ips[target]}:80: {describe_curl_failure(first)}",
-                                    f"{target}'s port 80 silently dropped for a pod on {client}: host firewall "
+            failures.append(Failure(where, f"{node_ips[target]}:{port}: {describe_curl_failure(first)}",
+                                    f"{target}'s port {port} silently dropped for a pod on {client}: host firewall "
                                     f"on {target} (or the Hetzner Cloud Firewall) drops it"))
         elif first.stage in ("no-response", "stalled"):
-            failures.append(Failure(where, f"{node_ips[target]}:80: {describe_curl_failure(first)}",
+            failures.append(Failure(where, f"{node_ips[target]}:{port}: {describe_curl_failure(first)}",
                                     f"{controller} on {target} accepts connections but does not answer: hung or "
                                     "overloaded; see its logs"))
         elif first.exit_code == 0 and first.http_code == 200:
@@ -91,7 +92,7 @@ def judge_ingress(
                                     f"{controller} answered with an error; see its logs"))
     return Verdict(
         check="ingress",
-        tested=f"{controller} on {len(nodes)} nodes (private IP :80, Host {host}) answers 200 from an echo pod",
+        tested=f"{controller} on {len(nodes)} nodes (private IP :{port}, Host {host}) answers 200 from an echo pod",
         total=len(nodes),
         failures=failures,
         unit="nodes",

@@ -1,0 +1,127 @@
+"""Traefik on every node's host network, serving the `nginx` Ingresses: chart pin and values, as plain data.
+
+Why Traefik: ingress-nginx was retired upstream (Kubernetes blog, 2025-11-11: best-effort maintenance
+until March 2026, then no releases or security fixes). Traefik v3.6+ has the `kubernetesIngressNGINX`
+provider, which serves Ingresses of class `nginx` and translates the common
+`nginx.ingress.kubernetes.io/*` annotations, so the apps' Ingress objects stay as they are.
+
+Chart pin: traefik/traefik-helm-chart 37.4.0 is the newest chart whose values.yaml and
+values.schema.json could be read and held to (tests/charts/traefik_37_4_0.py); the image is pinned
+separately to a later 3.6 patch release. Newer charts exist (40.x renamed the provider key to
+`kubernetesIngressNGINX`, 38.0 renamed `namespaces` to `watchNamespace`): moving to one means
+refreshing the vendored keys first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keybuzz.ingress import EDGE_PORTS, INGRESS_CLASS, NGINX_CONTROLLER_CLASS, TRIAL_PORTS
+
+TRAEFIK_CHART = "traefik"
+TRAEFIK_CHART_REPO = "https://traefik.github.io/charts"
+TRAEFIK_CHART_VERSION = "37.4.0"
+TRAEFIK_IMAGE_TAG = "v3.6.17"
+TRAEFIK_NAMESPACE = "traefik"
+TRAEFIK_RELEASE = "traefik"
+# Host ports Traefik binds besides the edge: the chart's defaults, private network only (the Cloud
+# Firewall opens 80/443 alone on the public interface).
+PING_PORT = 8080  # entrypoint `traefik`: /ping for the kubelet probes; the API/dashboard is off
+METRICS_PORT = 9100  # entrypoint `metrics`: Prometheus /metrics
+
+
+def traefik_values(
+    image_tag: str = TRAEFIK_IMAGE_TAG, ports: dict[str, int] | None = None, all_nodes_at_once: bool = False
+) -> dict[str, Any]:
+    """Helm values: one Traefik per node on the host network, serving IngressClass `nginx` only.
+
+    ``ports``: web/websecure host ports, 80/443 unless a switch's trial step puts Traefik on 8000/8444
+    beside a running ingress-nginx. ``all_nodes_at_once``: the swap step, where Traefik moves to 80/443
+    after ingress-nginx left them: every node gets its new pod at once (maxSurge 100%) instead of one
+    node after the other, so no node waits for the others with nothing on :80. The update strategy is
+    not part of the pod template, so setting it back afterwards restarts nothing.
+    Every key exists in the chart's values.yaml (37.4.0); the tests hold each one to it.
+    """
+    ports = ports or EDGE_PORTS
+    return {
+        "image": {"registry": "docker.io", "repository": "traefik", "tag": image_tag},
+        # One pod per node, so any node's public IP answers on 80/443.
+        "deployment": {"kind": "DaemonSet", "dnsPolicy": "ClusterFirstWithHostNet"},
+        # Bind the node's ports directly: no load balancer, no NodePort, no hostPort (the chart requires
+        # hostPort == port on the host network; leaving it unset declares none).
+        "hostNetwork": True,
+        # A new pod starts beside the old one before the old one stops (reusePort below lets both bind
+        # the same ports), so a Traefik upgrade leaves no node without a listener.
+        "updateStrategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "100%" if all_nodes_at_once else 1},
+        },
+        "ports": {
+            "web": {"port": ports["web"], "expose": {"default": True}, "exposedPort": 80},
+            "websecure": {"port": ports["websecure"], "expose": {"default": True}, "exposedPort": 443},
+            "traefik": {"port": PING_PORT, "expose": {"default": False}},
+            "metrics": {"port": METRICS_PORT, "expose": {"default": False}},
+        },
+        # SO_REUSEPORT on every entrypoint: the surge pod binds the same host ports as the old one.
+        "additionalArguments": [f"--entryPoints.{name}.reusePort=true" for name in ("web", "websecure",
+                                                                                     "traefik", "metrics")],
+        # In-cluster clients only; the nodes' own addresses are the public entry.
+        "service": {"type": "ClusterIP"},
+        # No `traefik` IngressClass: Traefik serves class `nginx`, declared by the program.
+        "ingressClass": {"enabled": False},
+        "providers": {
+            # Off: with both Ingress providers on, every Ingress would get two routers.
+            "kubernetesIngress": {"enabled": False},
+            # Off: no IngressRoute CRDs needed, and no dashboard route can be created through them.
+            "kubernetesCRD": {"enabled": False},
+            "kubernetesIngressNginx": {
+                "enabled": True,
+                "ingressClass": INGRESS_CLASS,
+                "controllerClass": NGINX_CONTROLLER_CLASS,
+                # Only Ingresses that name a class (IngressClass `nginx` is the default class for the rest).
+                "watchIngressWithoutClass": False,
+                # Match class `nginx` by name as well as by controller: Ingresses keep being served in the
+                # moment of a switch when IngressClass `nginx` passes from ingress-nginx's chart to the program.
+                "ingressClassByName": True,
+                # Ingress status is left alone (as ingress-nginx's publishService off does).
+                "publishService": {"enabled": False},
+            },
+        },
+        "logs": {"access": {"enabled": True}},
+        # No dashboard, and no IngressRoute for it (the API is then not served on any entrypoint).
+        "api": {"dashboard": False},
+        "ingressRoute": {"dashboard": {"enabled": False}},
+        # Every node, servers included, whatever their taints (as ingress-nginx): the ingress check
+        # expects a listener on each node.
+        "tolerations": [{"operator": "Exists"}],
+        # Ports below 1024 on the host network need CAP_NET_BIND_SERVICE in the effective set. The
+        # official image has no file capability on the binary, so a non-root user never gets it
+        # (traefik/traefik-library-image#51): run as uid 0 with every other capability dropped.
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+            "readOnlyRootFilesystem": True,
+        },
+        "podSecurityContext": {"runAsGroup": 0, "runAsNonRoot": False, "runAsUser": 0},
+        # No call home from a production edge.
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+    }
+
+
+def nginx_ingress_class(default: bool = True) -> dict[str, Any]:
+    """IngressClass `nginx`, claimed by Traefik's kubernetesIngressNGINX provider (same controller string)."""
+    metadata: dict[str, Any] = {"name": INGRESS_CLASS}
+    if default:
+        metadata["annotations"] = {"ingressclass.kubernetes.io/is-default-class": "true"}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": metadata,
+        "spec": {"controller": NGINX_CONTROLLER_CLASS},
+    }
+
+
+def host_ports(trial: bool = False) -> dict[str, int]:
+    """Every port Traefik binds on each node's host network, by entrypoint."""
+    ports = TRIAL_PORTS if trial else EDGE_PORTS
+    return {**ports, "traefik": PING_PORT, "metrics": METRICS_PORT}

@@ -1,0 +1,198 @@
+"""keybuzz.traefik: Traefik on every node's host network, serving IngressClass `nginx`, held to its chart."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes.client as k8s_client
+import pytest
+
+from keybuzz import ingress, traefik
+from keybuzz.config import project_defaults
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "charts" / "traefik-37.4.0.values.schema.extract.json").read_text()
+)
+# Subtrees the chart renders verbatim into the pod spec (toYaml): Kubernetes fields, not chart keys.
+PASS_THROUGH = {
+    "securityContext": k8s_client.V1SecurityContext,
+    "podSecurityContext": k8s_client.V1PodSecurityContext,
+}
+# The chart's own defaults (traefik/values.yaml, chart 37.4.0, commit 00374755) for what we override, so a
+# test shows each change on purpose.
+CHART_DEFAULTS = {
+    "deployment.kind": "Deployment",
+    "hostNetwork": False,
+    "service.type": "LoadBalancer",
+    "ingressClass.enabled": True,
+    "providers.kubernetesIngress.enabled": True,
+    "providers.kubernetesCRD.enabled": True,
+    "providers.kubernetesIngressNginx.enabled": False,
+    "providers.kubernetesIngressNginx.ingressClass": "nginx",
+    "providers.kubernetesIngressNginx.controllerClass": "k8s.io/ingress-nginx",
+    "logs.access.enabled": False,
+    "api.dashboard": True,
+    "ports.web.port": 8000,
+    "ports.websecure.port": 8443,
+    "ports.traefik.port": 8080,
+    "ports.metrics.port": 9100,
+    "updateStrategy.rollingUpdate.maxUnavailable": 0,
+    "updateStrategy.rollingUpdate.maxSurge": 1,
+    "podSecurityContext.runAsUser": 65532,
+}
+# Host ports ingress-nginx's controller binds on the host network (chart 4.15 defaults): 80/443, the
+# admission webhook 8443, healthz/metrics 10254, the default server 8181, status 10245-10247 (localhost).
+INGRESS_NGINX_HOST_PORTS = {80, 443, 8443, 10254, 8181, 10245, 10246, 10247}
+
+
+def unknown_keys(values: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every key path in ``values`` that the chart's schema does not list (Helm ignores those silently)."""
+    found = []
+    props = schema.get("properties")
+    for key, value in values.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if not prefix and key in PASS_THROUGH:
+            model = PASS_THROUGH[key]
+            allowed = set(model.attribute_map.values())
+            found += [f"{path}.{k}" for k in value if k not in allowed]
+            continue
+        if props is None:
+            continue  # a free-form object or list in the chart (e.g. tolerations, additionalArguments)
+        if key not in props:
+            found.append(path)
+        elif isinstance(value, dict):
+            found += unknown_keys(value, props[key], path)
+    return found
+
+
+def leaf(values: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        values = values[part]
+    return values
+
+
+@pytest.mark.parametrize(("trial", "swap"), [(False, False), (True, False), (False, True)])
+def test_values_conform_to_the_charts_schema(trial, swap):
+    values = traefik.traefik_values(ports=ingress.TRIAL_PORTS if trial else None, all_nodes_at_once=swap)
+    jsonschema.validate(values, SCHEMA)
+    assert unknown_keys(values, SCHEMA) == []
+
+
+def test_a_misspelt_key_is_caught():
+    values = traefik.traefik_values()
+    values["providers"]["kubernetesIngressNGINX"] = {"enabled": True}  # the 40.x spelling: unknown to 37.4.0
+    values["securityContext"]["runAsUsr"] = 0
+    assert unknown_keys(values, SCHEMA) == ["providers.kubernetesIngressNGINX", "securityContext.runAsUsr"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values, SCHEMA)  # providers has additionalProperties: false in the chart
+
+
+def test_every_override_differs_from_the_chart_default_on_purpose():
+    values = traefik.traefik_values()
+    changed = {path: leaf(values, path) for path in CHART_DEFAULTS if leaf(values, path) != CHART_DEFAULTS[path]}
+    assert changed == {
+        "deployment.kind": "DaemonSet",
+        "hostNetwork": True,
+        "service.type": "ClusterIP",
+        "ingressClass.enabled": False,
+        "providers.kubernetesIngress.enabled": False,
+        "providers.kubernetesCRD.enabled": False,
+        "providers.kubernetesIngressNginx.enabled": True,
+        "logs.access.enabled": True,
+        "api.dashboard": False,
+        "ports.web.port": 80,
+        "ports.websecure.port": 443,
+        "podSecurityContext.runAsUser": 0,
+    }
+
+
+def test_one_pod_per_node_on_the_host_network_tolerating_every_taint():
+    values = traefik.traefik_values()
+    assert values["deployment"] == {"kind": "DaemonSet", "dnsPolicy": "ClusterFirstWithHostNet"}
+    assert values["hostNetwork"] is True
+    assert values["tolerations"] == [{"operator": "Exists"}]
+
+
+def test_edge_binds_80_and_443_and_nothing_else_is_exposed():
+    ports = traefik.traefik_values()["ports"]
+    assert (ports["web"]["port"], ports["websecure"]["port"]) == (80, 443)
+    assert ports["traefik"]["expose"] == {"default": False} and ports["metrics"]["expose"] == {"default": False}
+    assert traefik.host_ports() == {"web": 80, "websecure": 443, "traefik": 8080, "metrics": 9100}
+
+
+def test_no_host_port_is_declared_on_top_of_the_host_network():
+    # The chart fails when hostPort != port with hostNetwork; leaving it unset declares no hostPort at all.
+    for name, port in traefik.traefik_values()["ports"].items():
+        assert "hostPort" not in port and "containerPort" not in port, name
+
+
+def test_trial_ports_do_not_collide_with_a_running_ingress_nginx():
+    trial = traefik.host_ports(trial=True)
+    assert trial == {"web": 8000, "websecure": 8444, "traefik": 8080, "metrics": 9100}
+    assert not set(trial.values()) & INGRESS_NGINX_HOST_PORTS
+    assert len(set(trial.values())) == len(trial)
+
+
+def test_service_is_cluster_ip_only():
+    values = traefik.traefik_values()
+    assert values["service"] == {"type": "ClusterIP"}
+    text = repr(values)
+    assert "LoadBalancer" not in text and "NodePort" not in text and "nodePort" not in text
+
+
+def test_serves_class_nginx_through_the_nginx_provider_only():
+    providers = traefik.traefik_values()["providers"]
+    assert providers["kubernetesIngress"] == {"enabled": False}  # no duplicate routers
+    assert providers["kubernetesCRD"] == {"enabled": False}
+    nginx = providers["kubernetesIngressNginx"]
+    assert nginx["enabled"] is True
+    assert (nginx["ingressClass"], nginx["controllerClass"]) == ("nginx", "k8s.io/ingress-nginx")
+    assert nginx["ingressClassByName"] is True and nginx["watchIngressWithoutClass"] is False
+    assert traefik.traefik_values()["ingressClass"] == {"enabled": False}  # no `traefik` class
+
+
+def test_ingress_class_nginx_names_the_controller_the_provider_claims():
+    cls = traefik.nginx_ingress_class()
+    provider = traefik.traefik_values()["providers"]["kubernetesIngressNginx"]
+    assert cls["metadata"]["name"] == provider["ingressClass"] == ingress.INGRESS_CLASS
+    assert cls["spec"] == {"controller": provider["controllerClass"]}
+    assert cls["metadata"]["annotations"] == {"ingressclass.kubernetes.io/is-default-class": "true"}
+
+
+def test_access_logs_on_dashboard_and_api_not_served():
+    values = traefik.traefik_values()
+    assert values["logs"] == {"access": {"enabled": True}}
+    assert values["api"] == {"dashboard": False}
+    assert values["ingressRoute"] == {"dashboard": {"enabled": False}}
+    assert values["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
+
+
+def test_rolling_update_starts_the_new_pod_beside_the_old_one_on_shared_ports():
+    values = traefik.traefik_values()
+    assert values["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    # Every entrypoint the surge pod binds must allow a second socket on the same host port.
+    assert values["additionalArguments"] == [f"--entryPoints.{e}.reusePort=true" for e in values["ports"]]
+
+
+def test_only_net_bind_service_is_kept():
+    values = traefik.traefik_values()
+    assert values["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        "readOnlyRootFilesystem": True,
+    }
+    assert values["podSecurityContext"] == {"runAsGroup": 0, "runAsNonRoot": False, "runAsUser": 0}
+
+
+def test_chart_and_image_are_pinned_and_are_the_config_defaults():
+    assert (traefik.TRAEFIK_CHART, traefik.TRAEFIK_CHART_REPO) == ("traefik", "https://traefik.github.io/charts")
+    assert (traefik.TRAEFIK_CHART_VERSION, traefik.TRAEFIK_IMAGE_TAG) == ("37.4.0", "v3.6.17")
+    defaults = project_defaults()["ingress"]
+    assert defaults == {"controller": "traefik", "version": "37.4.0", "imageTag": "v3.6.17", "migration": ""}
+    image = traefik.traefik_values("v3.6.17")["image"]
+    assert image == {"registry": "docker.io", "repository": "traefik", "tag": "v3.6.17"}
+    assert re.fullmatch(r"v3\.6\.\d+", image["tag"])

@@ -1,0 +1,371 @@
+"""The edge controller in the whole program: ingress-nginx unchanged, Traefik for new stacks, the switch order."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import pytest
+import yaml
+from harness import REPO, STACKS, run_program, secret_value
+from test_config import error_for
+
+from keybuzz import ingress, traefik
+from keybuzz.config import ConfigError, parse_config, project_defaults
+from keybuzz.ingress_guard import EdgeGuardProvider
+from keybuzz.offline_plan import EXIT_OK, main
+from tests.policy.helpers import violations_for
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+INGRESS_CLASS = "kubernetes:networking.k8s.io/v1:IngressClass"
+GUARD = "pulumi-python:dynamic:Resource"
+DRAINED = "pulumi-python:dynamic:Resource"  # both are plain dynamic resources; told apart by name
+BEFORE = json.loads((REPO / "tests" / "fixtures" / "ingress_nginx_before.json").read_text())
+
+
+def stack_doc(stack: str, **ingress_cfg) -> dict:
+    """The committed stack file with its `ingress` key replaced (none: the Pulumi.yaml default applies)."""
+    doc = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    doc["config"].pop("keybuzz-k3s:ingress", None)
+    if ingress_cfg:
+        doc["config"]["keybuzz-k3s:ingress"] = ingress_cfg
+    return doc
+
+
+def run_edge(stack: str = "dev", **ingress_cfg):
+    return run_program(stack, stack_doc=stack_doc(stack, **ingress_cfg))
+
+
+def drained_of(run):
+    return [r for r in run.of_type(DRAINED) if r.name.endswith("-ingress-nginx-drained")]
+
+
+def releases(run) -> dict[str, dict]:
+    return {r.inputs["name"]: r for r in run.of_type(RELEASE) if r.inputs["name"] in ("ingress-nginx", "traefik")}
+
+
+def ingress_check(run):
+    return next(r for r in run.resources if r.name.endswith("-verify-check-ingress"))
+
+
+def edge_of(run) -> str:
+    return next(r for r in run.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs["edge"]
+
+
+# --- existing stacks: unchanged ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_committed_stacks_keep_ingress_nginx(stack):
+    cfg = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    assert cfg["keybuzz-k3s:ingress"] == {"controller": "ingress-nginx"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_ingress_nginx_stack_declares_exactly_what_it_did_before_the_ingress_key(stack):
+    # BEFORE: the same run at commit 53f8ec5, before this change (tests/fixtures/ingress_nginx_before.json).
+    before = BEFORE["stacks"][stack]
+    run = run_program(stack)
+    after = sorted(f"{r.type} {r.name}" for r in run.resources)
+    # One record more, the edge guard (state only: nothing in the cluster or at Hetzner).
+    assert sorted(set(after) - set(before["resources"])) == [f"{GUARD} keybuzz-{stack}-ingress-edge"]
+    assert set(before["resources"]) <= set(after)
+    for name, old in before["ingressNginx"].items():
+        new = run.named(name)
+        assert (new.type, new.parent, sorted(new.depends_on)) == (old["type"], old["parent"], old["dependsOn"])
+        assert json.loads(json.dumps(new.inputs, default=str)) == old["inputs"]
+        assert {k: v for k, v in new.options.items() if v is not None} == old["options"]
+    assert edge_of(run) == "ingress-nginx"
+
+
+def test_a_second_up_of_an_ingress_nginx_stack_declares_the_same_ingress():
+    first, second = run_program("prod"), run_program("prod")
+    assert releases(first)["ingress-nginx"].inputs == releases(second)["ingress-nginx"].inputs
+    assert edge_of(first) == edge_of(second) == "ingress-nginx"
+    assert "traefik" not in releases(first) and not first.of_type(INGRESS_CLASS)
+
+
+def test_the_ingress_check_probes_ingress_nginx_on_80_there():
+    check = ingress_check(run_program("dev"))
+    assert (check.inputs["ingressController"], check.inputs["ingressPort"]) == ("ingress-nginx", 80)
+
+
+# --- new stacks: Traefik -------------------------------------------------------------------------
+
+
+def test_a_stack_without_the_key_gets_traefik_on_80_and_443():
+    run = run_edge("dev")
+    assert edge_of(run) == "traefik"
+    rel = releases(run)
+    assert set(rel) == {"traefik"}
+    release = rel["traefik"].inputs
+    assert (release["chart"], release["version"], release["namespace"]) == ("traefik", "37.4.0", "traefik")
+    assert release["repositoryOpts"] == {"repo": "https://traefik.github.io/charts"}
+    assert release["values"] == traefik.traefik_values("v3.6.17")
+    assert release["values"]["hostNetwork"] is True and release["values"]["service"] == {"type": "ClusterIP"}
+    (cls,) = run.of_type(INGRESS_CLASS)
+    assert cls.inputs["metadata"]["name"] == "nginx" and cls.inputs["spec"] == {"controller": "k8s.io/ingress-nginx"}
+    check = ingress_check(run)
+    assert (check.inputs["ingressController"], check.inputs["ingressPort"]) == ("traefik", 80)
+    assert rel["traefik"].name in check.depends_on and cls.name in check.depends_on
+    probe_ingress = next(r for r in run.resources if r.type == "kubernetes:networking.k8s.io/v1:Ingress")
+    assert cls.name in probe_ingress.depends_on and probe_ingress.inputs["spec"]["ingressClassName"] == "nginx"
+
+
+@pytest.mark.parametrize("controller", ["traefik", "ingress-nginx"])
+def test_the_programs_own_resources_pass_the_policy_pack_with_either_controller(controller):
+    run = run_edge("staging", controller=controller)
+    assert violations_for(run.for_policies()) == []
+
+
+@pytest.mark.parametrize("migration", ["trial", "swap"])
+def test_the_switch_steps_pass_the_policy_pack(migration):
+    assert violations_for(run_edge("prod", controller="traefik", migration=migration).for_policies()) == []
+
+
+# --- switching an existing stack -----------------------------------------------------------------
+
+
+def test_each_step_of_the_edge_as_data():
+    rows = {
+        state: (p.nginx, p.nginx_retired, p.wait_drained, p.traefik, p.traefik_ports.get("web"),
+                p.traefik_all_nodes_at_once, p.ingress_class, p.probe_controller, p.probe_port)
+        for state, p in (
+            (p.state, p) for p in (
+                ingress.edge_plan("ingress-nginx", ""),
+                ingress.edge_plan("traefik", "trial"),
+                ingress.edge_plan("traefik", "swap"),
+                ingress.edge_plan("traefik", ""),
+            )
+        )
+    }
+    assert rows == {
+        "ingress-nginx": (True, False, False, False, None, False, False, "ingress-nginx", 80),
+        "traefik-trial": (True, False, False, True, 8000, False, False, "traefik", 8000),
+        "traefik-swap": (True, True, True, True, 80, True, True, "traefik", 80),
+        "traefik": (False, False, False, True, 80, False, True, "traefik", 80),
+    }
+    assert ingress.edge_plan("traefik", "trial").traefik_ports == {"web": 8000, "websecure": 8444}
+
+
+def test_trial_adds_traefik_on_other_ports_beside_an_untouched_ingress_nginx():
+    run = run_edge("staging", controller="traefik", migration="trial")
+    rel = releases(run)
+    before = BEFORE["stacks"]["staging"]["ingressNginx"]["keybuzz-staging-ingress-nginx"]["inputs"]
+    assert json.loads(json.dumps(rel["ingress-nginx"].inputs, default=str)) == before
+    ports = rel["traefik"].inputs["values"]["ports"]
+    assert (ports["web"]["port"], ports["websecure"]["port"]) == (8000, 8444)
+    assert not run.of_type(INGRESS_CLASS)  # ingress-nginx's chart still owns IngressClass nginx
+    check = ingress_check(run)
+    assert (check.inputs["ingressController"], check.inputs["ingressPort"]) == ("traefik", 8000)
+    assert rel["traefik"].name in check.depends_on and rel["ingress-nginx"].name in check.depends_on
+
+
+def test_swap_retires_ingress_nginx_before_traefik_takes_80_and_443():
+    run = run_edge("staging", controller="traefik", migration="swap")
+    rel = releases(run)
+    assert rel["ingress-nginx"].inputs["values"] == ingress.ingress_nginx_values(retired=True)
+    values = rel["traefik"].inputs["values"]
+    assert (values["ports"]["web"]["port"], values["ports"]["websecure"]["port"]) == (80, 443)
+    # Order: Traefik (and the program's IngressClass) only after ingress-nginx's upgrade has finished and
+    # its pods are gone; then every node gets its Traefik on 80/443 at once.
+    assert rel["ingress-nginx"].name in rel["traefik"].depends_on
+    (drained,) = drained_of(run)
+    assert drained.name in rel["traefik"].depends_on and rel["ingress-nginx"].name in drained.depends_on
+    assert drained.inputs["namespace"] == "ingress-nginx"
+    assert secret_value(drained.inputs["kubeconfig"])
+    assert values["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": "100%"}
+    (cls,) = run.of_type(INGRESS_CLASS)
+    assert rel["ingress-nginx"].name in cls.depends_on
+    assert (ingress_check(run).inputs["ingressController"], ingress_check(run).inputs["ingressPort"]) == ("traefik", 80)
+
+
+def test_the_last_step_removes_ingress_nginx_and_keeps_traefik_and_the_class_as_they_were():
+    swap, done = run_edge("prod", controller="traefik", migration="swap"), run_edge("prod", controller="traefik")
+    assert set(releases(done)) == {"traefik"}
+    done_values, swap_values = releases(done)["traefik"].inputs["values"], releases(swap)["traefik"].inputs["values"]
+    # Only the update strategy goes back to one node at a time: not in the pod template, so no restart.
+    assert {k: v for k, v in done_values.items() if k != "updateStrategy"} == {
+        k: v for k, v in swap_values.items() if k != "updateStrategy"
+    }
+    assert swap_values["updateStrategy"]["rollingUpdate"]["maxSurge"] == "100%"
+    assert done_values["updateStrategy"]["rollingUpdate"]["maxSurge"] == 1
+    assert not drained_of(done)
+    assert [c.name for c in done.of_type(INGRESS_CLASS)] == [c.name for c in swap.of_type(INGRESS_CLASS)]
+    assert done.of_type(INGRESS_CLASS)[0].inputs == swap.of_type(INGRESS_CLASS)[0].inputs
+
+
+def guard_check(old_run, new_run):
+    """What the engine does at preview: the deployed guard's inputs as olds, the new program's as news."""
+    olds = next(r for r in old_run.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
+    news = next(r for r in new_run.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
+    return EdgeGuardProvider().check(olds, news).failures
+
+
+def test_a_direct_jump_from_ingress_nginx_to_traefik_is_refused_at_preview():
+    failures = guard_check(run_program("prod"), run_edge("prod", controller="traefik"))
+    assert len(failures) == 1 and failures[0].property == "edge"
+    assert "'ingress-nginx' -> 'traefik' refused" in failures[0].reason
+    assert "ingress.migration: trial" in failures[0].reason
+
+
+def test_the_switch_one_step_per_up_passes_the_guard():
+    steps = [run_program("prod")] + [
+        run_edge("prod", controller="traefik", migration=m) for m in ("trial", "swap", "")
+    ]
+    assert [edge_of(r) for r in steps] == ["ingress-nginx", "traefik-trial", "traefik-swap", "traefik"]
+    for old, new in zip(steps, steps[1:], strict=False):
+        assert guard_check(old, new) == [], (edge_of(old), edge_of(new))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("ingress-nginx", "traefik-swap"),  # skips the trial: Traefik never proven
+        ("traefik-trial", "traefik"),  # removes ingress-nginx while Traefik is on 8000
+        ("traefik", "ingress-nginx"),  # ingress-nginx cannot bind what Traefik holds
+        ("traefik-swap", "traefik-trial"),  # Traefik would leave 80/443 with ingress-nginx retired
+        ("traefik", "traefik-trial"),
+    ],
+)
+def test_every_skipping_or_backward_move_that_would_empty_port_80_is_refused(old, new):
+    reason = ingress.refuse_move(old, new)
+    assert reason and f"'{old}' -> '{new}' refused" in reason
+    assert EdgeGuardProvider().check({"edge": old}, {"edge": new}).failures[0].reason == reason
+
+
+@pytest.mark.parametrize("state", ["ingress-nginx", "traefik-trial", "traefik-swap", "traefik"])
+def test_a_new_stack_or_an_unchanged_step_is_never_refused(state):
+    assert ingress.refuse_move(None, state) is None
+    assert ingress.refuse_move(state, state) is None
+    assert EdgeGuardProvider().check({}, {"edge": state}).failures == []
+
+
+def test_rolling_back_a_trial_is_allowed():
+    assert ingress.refuse_move("traefik-trial", "ingress-nginx") is None
+
+
+# --- bin/plan ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ingress_cfg", "shown"),
+    [({"controller": "ingress-nginx"}, "ingress-nginx"), ({}, "traefik"),
+     ({"controller": "traefik", "migration": "trial"}, "traefik-trial")],
+)
+def test_bin_plan_names_the_controller(tmp_path, ingress_cfg, shown):
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(stack_doc("dev", **ingress_cfg)))
+    out = io.StringIO()
+    assert main(["dev", "--stack-file", str(path)], out) == EXIT_OK, out.getvalue()
+    assert f"\nIngress controller: {shown}\n" in out.getvalue()
+
+
+# --- config --------------------------------------------------------------------------------------
+
+
+def test_a_stack_may_set_only_the_controller():
+    from test_config import raw_config
+
+    cfg = parse_config(raw_config(ingress={"controller": "ingress-nginx"}), "dev", project_defaults())
+    assert (cfg.ingress.controller, cfg.ingress.version, cfg.ingress.image_tag, cfg.ingress.migration) == (
+        "ingress-nginx", "37.4.0", "v3.6.17", ""
+    )
+    assert parse_config(raw_config(), "dev", project_defaults()).ingress.controller == "traefik"
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "allowed"),
+    [
+        ({"controller": "nginx"}, "ingress.controller", "one of traefik, ingress-nginx"),
+        ({"version": "latest"}, "ingress.version", "pinned Traefik chart version"),
+        ({"version": "v37.4.0"}, "ingress.version", "pinned Traefik chart version"),
+        ({"imageTag": "latest"}, "ingress.imageTag", "v3.6.0 or newer"),
+        ({"imageTag": "v3.5.4"}, "ingress.imageTag", "v3.6.0 or newer"),
+        ({"migration": "now"}, "ingress.migration", "'trial' or 'swap'"),
+        ({"controller": "ingress-nginx", "migration": "trial"}, "ingress.migration", "only with ingress.controller"),
+        ({"controler": "traefik"}, "ingress", "unknown key(s) ['controler']"),
+        ("traefik", "ingress", "an object with keys"),
+    ],
+)
+def test_a_bad_ingress_value_is_refused_naming_key_value_and_what_is_allowed(value, key, allowed):
+    error = error_for("dev", ingress=value)
+    assert isinstance(error, ConfigError)
+    assert error.key == key and allowed in error.allowed
+    assert key in str(error)
+
+
+def test_the_ingress_key_is_declared_and_read():
+    from keybuzz.config import CONFIG_KEYS, STRUCTURED_KEYS
+
+    assert "ingress" in CONFIG_KEYS and "ingress" in STRUCTURED_KEYS
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]["ingress"]
+    assert project["type"] == "object" and project["description"]
+    assert copy.deepcopy(project["default"]) == project_defaults()["ingress"]
+
+
+# --- swap step: waiting for ingress-nginx's pods -------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_traefik_waits_until_the_last_ingress_nginx_pod_is_gone():
+    from keybuzz.ingress_guard import wait_until_drained
+
+    clock = FakeClock()
+    answers = iter([[{"metadata": {"name": "ingress-nginx-controller-a"}}], [{"metadata": {"name": "b"}}], []])
+    assert wait_until_drained(lambda: next(answers), clock, clock.sleep, timeout=30) == []
+    assert clock.now == 2.0
+
+
+def test_pods_that_never_leave_are_named_at_the_deadline():
+    from keybuzz.ingress_guard import wait_until_drained
+
+    clock = FakeClock()
+    stuck = [{"metadata": {"name": "ingress-nginx-controller-x"}}]
+    assert wait_until_drained(lambda: stuck, clock, clock.sleep, timeout=5) == ["ingress-nginx-controller-x"]
+    assert clock.now == 5.0
+
+
+def test_the_swap_steps_dynamic_providers_load_in_a_fresh_process_like_the_engines():
+    import subprocess
+    import sys
+
+    from keybuzz.offline import unwrap_secret
+
+    run = run_edge("staging", controller="traefik", migration="swap")
+    blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources
+             if r.name.endswith(("-ingress-edge", "-ingress-nginx-drained"))}
+    assert len(blobs) == 2
+    fresh = (
+        "import base64, json, sys, dill\n"
+        "print(json.dumps({n: type(dill.loads(base64.b64decode(b))).__qualname__ "
+        "for n, b in json.load(sys.stdin).items()}))"
+    )
+    done = subprocess.run([sys.executable, "-c", fresh], input=json.dumps(blobs), cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "keybuzz-staging-ingress-edge": "EdgeGuardProvider",
+        "keybuzz-staging-ingress-nginx-drained": "DrainedProvider",
+    }
+
+
+def test_a_second_up_of_a_traefik_stack_changes_nothing_at_the_edge():
+    first, second = run_edge("prod"), run_edge("prod")
+    assert releases(first)["traefik"].inputs == releases(second)["traefik"].inputs
+    assert first.of_type(INGRESS_CLASS)[0].inputs == second.of_type(INGRESS_CLASS)[0].inputs
+    olds = next(r for r in first.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
+    news = next(r for r in second.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
+    assert EdgeGuardProvider().diff("ingress-edge", olds, news).changes is False
+    assert not drained_of(second)  # nothing waits on ingress-nginx outside the swap step
