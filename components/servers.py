@@ -70,7 +70,9 @@ class NodeServers(pulumi.ComponentResource):
                 public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
                 labels=node_labels(cfg, node),
                 # The subnet must exist before a server can be attached to it (hcloud API).
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet]),
+                # serverType: the provider's in-place change is a hard poweroff with upgrade_disk true;
+                # keybuzz.resize.ServerTypeChange does it gracefully, after a drain.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet], ignore_changes=["serverType"]),
             )
             self.servers.append(ServerHandle(node=node, server=server, public_ip=server.ipv4_address))
         self.register_outputs({})
