@@ -81,13 +81,18 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
         install = _find(run, f"-k3s-install-{s.name}")
         if install is None:
             continue
-        config = yaml.safe_load(k3s.config_in_install_script(install.inputs.get("create", "")))
-        role = _role_label(config)
+        script = install.inputs.get("create", "")
+        config = yaml.safe_load(k3s.config_in_install_script(script))
+        bootstrap = k3s.bootstrap_config_in_install_script(script)
+        role = "first server" if bootstrap else _role_label(config)
         if role in shown:
             continue
         shown.add(role)
         w(f"  {role} ({s.name}):\n")
         w("".join(f"    {line}\n" for line in yaml.safe_dump(config, sort_keys=True).splitlines()))
+        if bootstrap:
+            w("    # only when it has no etcd data and no other server answers, it initialises the cluster with:\n")
+            w("".join(f"    {line}\n" for line in bootstrap.splitlines()))
 
     for inst in run.of_type(INSTALLATION):
         network = inst.inputs["spec"]["calicoNetwork"]
