@@ -63,7 +63,9 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-token",
             length=48,
             special=False,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["result"], protect=cfg.deletion_protection
+            ),
         )
         self.token = pulumi.Output.secret(password.result)
         guard = CriticalConfigGuard(f"{name}-critical-config", k3s.critical_values(cfg), opts=child)
