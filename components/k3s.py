@@ -8,6 +8,8 @@ server is deleted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
@@ -47,15 +49,19 @@ class K3sCluster(pulumi.ComponentResource):
         secrets: Secrets,
         servers: list[ServerHandle],
         api_host: pulumi.Input[str] | None = None,
+        join_through: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``api_host``: the public address of the API for the kubeconfig and the provider (the API load
         balancer's, when there is one); default: the first server's public IP. It is added to tls-san.
+        ``join_through``: what must exist before a node joins through ``cfg.join_ip`` (the API load
+        balancer); the first server bootstraps or rejoins without it.
         """
         super().__init__("keybuzz:k3s:K3sCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self._name, self._cfg, self._secrets = name, cfg, secrets
         self._handles = {h.node.name: h for h in servers}
+        self._join_through = list(join_through)
 
         # Generated once and kept in state: stable across runs. Marked secret here too, not only by
         # the provider's schema, so no code path can turn it into plain text.
@@ -120,6 +126,8 @@ class K3sCluster(pulumi.ComponentResource):
         fingerprint = rendered.apply(lambda text: k3s.content_hash(cfg.k3s_version, text, node.server_type))
 
         after = [guard, *(self.ready[n] for n in entry.after)]
+        if node.name != cfg.servers[0].name:
+            after += self._join_through
         drain = command.remote.Command(
             f"{name}-drain-{node.name}",
             connection=ops,

@@ -59,7 +59,13 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
         if lb_plan
         else None
     )
-    cluster = K3sCluster(f"{cfg.cluster_name}-k3s", cfg, secrets, servers.servers)
+    cluster = K3sCluster(
+        f"{cfg.cluster_name}-k3s",
+        cfg,
+        secrets,
+        servers.servers,
+        join_through=[load_balancer] if load_balancer else [],
+    )
     # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
     run_id = uuid.uuid4().hex
     calico = CalicoNetwork(f"{cfg.cluster_name}-calico", cfg, cluster.provider, cluster.joined, run_id)

@@ -119,7 +119,8 @@ def test_servers_run_flannel_off_and_bind_to_private_ips(run):
         assert "cluster-init" not in config
         bootstrap = k3s.bootstrap_config_in_install_script(install_of(run, server.name))
         if server is first:
-            assert yaml.safe_load(bootstrap) == {**{k: v for k, v in config.items() if k != "server"}, "cluster-init": True}
+            without_server = {k: v for k, v in config.items() if k != "server"}
+            assert yaml.safe_load(bootstrap) == {**without_server, "cluster-init": True}
         else:
             assert bootstrap is None
 
@@ -149,8 +150,10 @@ def test_servers_roll_one_at_a_time_and_agents_after_the_last_server(run):
     guard = f"{name}-k3s-critical-config"
     chain = [*servers, *agents]  # batch size 1 in every committed stack
     assert run.named(f"{name}-k3s-drain-{servers[0]}").depends_on == [guard]
+    # Joining nodes also wait for the API load balancer they join through (staging, prod).
+    lb = [] if run.stack == "dev" else [f"{name}-api-lb"]
     for previous, current in zip(chain, chain[1:], strict=False):
-        assert run.named(f"{name}-k3s-drain-{current}").depends_on == [guard, f"{name}-k3s-ready-{previous}"]
+        assert run.named(f"{name}-k3s-drain-{current}").depends_on == [guard, f"{name}-k3s-ready-{previous}", *lb]
     for node in chain:
         assert run.named(f"{name}-k3s-resize-{node}").depends_on == [f"{name}-k3s-drain-{node}"]
         assert run.named(f"{name}-k3s-install-{node}").depends_on == [node, f"{name}-k3s-resize-{node}"]
