@@ -145,9 +145,7 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[drain]),
         )
         if node.role == "server" and node.name == cfg.servers[0].name:
-            peers = tuple(s.private_ip for s in cfg.servers[1:])
-            if cfg.api_lb_enabled:
-                peers += (cfg.api_lb_private_ip,)
+            peers = k3s.bootstrap_peers(cfg)
             script = rendered.apply(
                 lambda text: k3s.install_script(
                     "server",
@@ -178,25 +176,30 @@ class K3sCluster(pulumi.ComponentResource):
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
         )
-        if entry.retire_host is not None:
-            previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
-            self._retires[node.name] = command.remote.Command(
-                f"{name}-retire-{node.name}",
-                connection=_connection(self._handles[entry.retire_host], self._secrets),
-                create=node_ops.retire_create_script(node.name),
-                delete=node_ops.retire_script(node.name, node.role, node.private_ip),
-                # A replaced server is a new machine under the same name: its old Node (and etcd member)
-                # must go first, or the new one is refused (node password) or doubles the member.
-                triggers=[handle.server.id],
-                logging=command.remote.Logging.STDOUT_AND_STDERR,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    # Depends on the server: deleted (drain, Node, etcd member) before the server is.
-                    # Depends on the previous retire of its role: deletes run one at a time.
-                    depends_on=[handle.server, *previous],
-                    delete_before_replace=True,
-                ),
-            )
+        previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
+        self._retires[node.name] = command.remote.Command(
+            f"{name}-retire-{node.name}",
+            connection=_connection(self._handles[entry.retire_host], self._secrets),
+            create=node_ops.retire_create_script(node.name),
+            delete=node_ops.retire_script(
+                node.name,
+                node.role,
+                node.private_ip,
+                alone=entry.retire_host == node.name,
+                first=node.name == cfg.servers[0].name,
+            ),
+            # A replaced server is a new machine under the same name: its old Node (and etcd member)
+            # must go first, or the new one is refused (node password) or doubles the member.
+            triggers=[handle.server.id],
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Depends on the server: deleted (drain, Node, etcd member) before the server is.
+                # Depends on the previous retire of its role: deletes run one at a time.
+                depends_on=[handle.server, *previous],
+                delete_before_replace=True,
+            ),
+        )
 
     def _declare_node_metadata(self, entry: NodeRollout) -> None:
         """Labels by server-side apply under our field manager; taints by a command (atomic list)."""

@@ -7,13 +7,14 @@ gets is tested as data; components/k3s.py turns them into remote commands.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import shlex
 from typing import Any
 from urllib.parse import quote
 
 import yaml
 
-from keybuzz.config import ClusterConfig, Node
+from keybuzz.config import CONTROL_PLANE_FIRST_OFFSET, CONTROL_PLANE_MAX, ClusterConfig, Node
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 TOKEN_PATH = "/etc/rancher/k3s/cluster-token"
@@ -104,6 +105,19 @@ def render_agent_config(cfg: ClusterConfig, node: Node, public_ip: str) -> dict[
         "node-ip": node.private_ip,
         "node-external-ip": public_ip,
     }
+
+
+def bootstrap_peers(cfg: ClusterConfig) -> tuple[str, ...]:
+    """Where the first server looks for a running cluster before it may initialise one.
+
+    Every address a server or the API load balancer can ever have, not only today's: the script
+    (and so the first server's install command) stays the same when the control plane grows or
+    shrinks, and a server left over from a larger control plane still counts as a cluster.
+    """
+    subnet = ipaddress.ip_network(cfg.subnet_cidr)
+    first = subnet.network_address + CONTROL_PLANE_FIRST_OFFSET
+    servers = [str(first + i) for i in range(1, CONTROL_PLANE_MAX)]
+    return (*servers, cfg.api_lb_private_ip)
 
 
 def join_url(cfg: ClusterConfig) -> str:
@@ -201,7 +215,8 @@ def install_script(
             lines += [
                 "peer_answers() {",
                 f"  for ip in {' '.join(shlex.quote(ip) for ip in peer_ips)}; do",
-                f'    curl -skf --max-time 5 -o /dev/null "https://$ip:{API_PORT}/ping" && return 0',
+                "    curl -skf --connect-timeout 2 --max-time 5 -o /dev/null "
+                f'"https://$ip:{API_PORT}/ping" && return 0',
                 "  done",
                 "  return 1",
                 "}",

@@ -129,18 +129,30 @@ def taints_script(node_name: str, taints: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def retire_script(node_name: str, role: str, private_ip: str) -> str:
+def retire_script(node_name: str, role: str, private_ip: str, *, alone: bool = False, first: bool = False) -> str:
     """``delete`` of a node's retire step: drain, delete the Node, and for a server wait until etcd forgot it.
 
     K3s's etcd member controller holds a finalizer on every etcd node: deleting the Node removes the
     member (``RemovePeer``) before the Node goes away (k3s ``pkg/etcd/member_controller.go``). The
     script then reads the member list from the local etcd and waits until the node's peer URL is
     gone, so the next removal starts from a healthy, smaller cluster.
+
+    ``alone``: the node is the only server; nothing can remove it from a cluster that is itself
+    (``pulumi destroy``): the script does nothing. ``first``: the first server, retired last, from
+    the second one; on ``pulumi destroy`` that host has already left etcd and its API is down, so
+    then (and only then) the script skips instead of failing.
     """
+    if alone:
+        nothing = 'echo "keybuzz: $NODE is the only server: nothing to remove it from"'
+        return "\n".join([*_header(node_name), nothing]) + "\n"
+    api_down = (
+        'echo "keybuzz: node $NODE: the API on $(hostname) does not answer (cluster being destroyed?): skipped"; exit 0'
+        if first
+        else 'fail "the Kubernetes API does not answer on this server"'
+    )
     lines = [
         *_header(node_name),
-        f'out=$({_KUBECTL} get node "$NODE" --ignore-not-found -o name) '
-        '|| fail "the Kubernetes API does not answer on this server"',
+        f'out=$({_KUBECTL} get node "$NODE" --ignore-not-found -o name) || {{ {api_down}; }}',
         'if [ -n "$out" ]; then',
         f'  {_KUBECTL} cordon "$NODE" || fail "cordon failed"',
         f'  timeout {DRAIN_TIMEOUT_SECONDS + 30} k3s kubectl drain "$NODE" --ignore-daemonsets '

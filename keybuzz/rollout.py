@@ -36,9 +36,9 @@ class NodeRollout:
 
     ``after``: nodes whose chain (up to ready) must be done before this node's drain starts.
     ``ops_host``: the server whose ``k3s kubectl`` drains, waits for and uncordons this node (agents
-    have no admin kubeconfig). ``retire_host``: the server that retires it on removal (None: the
-    node is the only server, nothing can retire it). ``retire_after``: the node whose retire step
-    this one's depends on, so deletes run one at a time (this one first).
+    have no admin kubeconfig). ``retire_host``: the server that retires it on removal (itself for a
+    lone server: nothing to do then). ``retire_after``: the node whose retire step this one's depends
+    on, so deletes run one at a time (this one first).
     """
 
     node: Node
@@ -46,7 +46,7 @@ class NodeRollout:
     batch: int
     after: tuple[str, ...]
     ops_host: str
-    retire_host: str | None
+    retire_host: str
     retire_after: str | None
     steps: tuple[str, ...] = NODE_STEPS
 
@@ -65,8 +65,9 @@ def plan_rollout(cfg: ClusterConfig) -> tuple[NodeRollout, ...]:
     plan: list[NodeRollout] = []
     previous: tuple[str, ...] = ()
     for i, server in enumerate(servers):
-        # The first server cannot retire itself; the second one does it (when there is one).
-        retire_host = first if i > 0 else (servers[1].name if len(servers) > 1 else None)
+        # The first server is retired from the second one; a lone server only from itself, and then
+        # its retire does nothing (there is no cluster left to remove it from).
+        retire_host = first if i > 0 else (servers[1].name if len(servers) > 1 else first)
         plan.append(
             NodeRollout(
                 node=server,
