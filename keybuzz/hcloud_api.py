@@ -98,15 +98,18 @@ class HcloudApi:
         try:
             decoded = json.loads(raw or b"{}")
         except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict):
             decoded = {}
-        if status >= 400 or "error" in decoded and decoded["error"]:
-            error = decoded.get("error") or {}
+        error = decoded.get("error")
+        if status >= 400 or error:
+            error = error if isinstance(error, dict) else {}
             raise HcloudApiError(
                 str(error.get("code") or "http_error"),
                 _scrub(str(error.get("message") or raw[:200].decode(errors="replace")), self._token),
                 status,
             )
-        if not isinstance(decoded, dict):
+        if not decoded:
             raise HcloudApiError("bad_response", f"unexpected answer to {method} {path}", status)
         return decoded
 

@@ -31,6 +31,9 @@ SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
 INSTALLATION = "kubernetes:operator.tigera.io/v1:Installation"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+LOAD_BALANCER = "hcloud:index/loadBalancer:LoadBalancer"
+LB_NETWORK = "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork"
+LB_TARGET = "hcloud:index/loadBalancerTarget:LoadBalancerTarget"
 
 
 def guardrails() -> Any:
@@ -74,6 +77,8 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
                 f"  {rule['direction']:<3} {rule['protocol']:<5} {port:<5} from {', '.join(rule['sourceIps'])}"
                 f"  ({rule.get('description', '')})\n"
             )
+
+    _render_day2(run, w)
 
     w("\nK3s config.yaml per role\n")
     shown: set[str] = set()
@@ -126,6 +131,27 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
         w(f"  {check.type.removeprefix(CHECK_TYPE_PREFIX):<20} {check.name}\n")
     if not checks:
         w("  none (verify.enabled is false)\n")
+
+
+def _render_day2(run: ProgramRun, w: Any) -> None:
+    """The API load balancer, deletion protection and what the deployed-stack guard refuses."""
+    for lb in run.of_type(LOAD_BALANCER):
+        attachments = run.of_type(LB_NETWORK)
+        private = attachments[0].inputs.get("ip") if attachments else "?"
+        public = "on" if attachments and attachments[0].inputs.get("enablePublicInterface") else "off"
+        w(
+            f"\nAPI load balancer {lb.inputs.get('name')} ({lb.inputs['loadBalancerType']}, {lb.inputs['location']}): "
+            f"private {private}, public interface {public}; tcp 6443 to {len(run.of_type(LB_TARGET))} "
+            "server(s) by private IP\n"
+        )
+    protected = sorted({r.type.split(":")[-1] for r in run.resources if r.options.get("protect")})
+    w(f"\nDeletion protection: {'on for ' + ', '.join(protected) if protected else 'off'}\n")
+    guard = _find(run, "-deployed-stack")
+    if guard is not None:
+        w(
+            f"Preview refuses: a change of image ({guard.inputs['image']}) or location ({guard.inputs['location']}), "
+            f"a K3s version below the deployed one, a key list sharing no key with the deployed one\n"
+        )
 
 
 def _num(value: Any) -> Any:

@@ -13,8 +13,9 @@ def _shellcheck() -> str | None:
     found = shutil.which("shellcheck")
     if found or not shutil.which("apt-get") or os.geteuid() != 0:
         return found
-    # A fresh CI machine: the Debian/Ubuntu package is enough (tests never need the network otherwise).
-    subprocess.run(["apt-get", "install", "-y", "-qq", "shellcheck"], capture_output=True, timeout=300, check=False)
+    # A fresh CI machine (bin/test normally installs it first): the Debian/Ubuntu package is enough.
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "shellcheck"]):
+        subprocess.run(step, capture_output=True, timeout=300, check=False)
     return shutil.which("shellcheck")
 
 

@@ -89,3 +89,14 @@ def test_bin_plan_runs_from_a_shell_with_no_cloud_credentials():
     )
     assert done.returncode == 0, done.stderr
     assert "offline plan for stack 'dev'" in done.stdout
+
+
+def test_plan_shows_the_api_load_balancer_protection_and_what_preview_refuses():
+    _, prod = plan("prod")
+    assert "API load balancer keybuzz-prod-api (lb11, nbg1): private 10.0.1.5, public interface off" in prod
+    assert "tcp 6443 to 3 server(s) by private IP" in prod
+    assert "Deletion protection: on for Firewall, LoadBalancer, Network, NetworkSubnet, RandomPassword, Server" in prod
+    assert "Preview refuses: a change of image (ubuntu-24.04) or location (nbg1)" in prod
+    _, dev = plan("dev")
+    assert "API load balancer" not in dev
+    assert "Deletion protection: off" in dev

@@ -365,3 +365,20 @@ def test_provider_round_trips_through_dill_into_a_fresh_process():
         "recorded": props("cx33"),  # only the server id changed: recorded without an API call or a token
         "check_failures": ["serverType"],
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (502, b"<html>Bad Gateway</html>", "http_error"),  # a proxy's page, not JSON
+        (200, b"[]", "bad_response"),
+        (200, b"", "bad_response"),
+        (409, b'{"error": {"code": "conflict", "message": "locked by action 7"}}', "conflict"),
+    ],
+)
+def test_unexpected_answers_become_api_errors(status, body, code):
+    api = hcloud_api.HcloudApi(TOKEN, transport=lambda *_args: (status, body))
+    with pytest.raises(hcloud_api.HcloudApiError) as failed:
+        api.get_server("42")
+    assert failed.value.code == code
+    assert TOKEN not in str(failed.value)
