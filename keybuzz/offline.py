@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ OPERATOR_VALUES: dict[str, Any] = {
 }
 
 CHECK_TYPE_PREFIX = "pulumi-python:dynamic/keybuzz:"
+# pulumi.dynamic.serialize_provider wraps pickle's _batch_setitems again on every dynamic resource
+# and never unwraps it (pulumi 3.272, dynamic.py): one process that runs the program many times
+# (the test session) ends in a RecursionError. Each run starts from the original.
+_PICKLE_BATCH_SETITEMS = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
 RECORDED_OPTIONS = (
     "protect",
     "ignore_changes",
@@ -236,6 +241,7 @@ def run_program(
     from components.stack import build
     from keybuzz.config import load
 
+    pickle._Pickler._batch_setitems = _PICKLE_BATCH_SETITEMS  # type: ignore[attr-defined]
     config, secret_keys = stack_config(stack, overrides, stack_doc)
     mocks = RecordingMocks(preview, stack_outputs, failing_checks)
     commit = commit or read_commit(REPO)
