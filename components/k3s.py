@@ -24,6 +24,7 @@ from keybuzz.rollout import NodeRollout, plan_rollout
 
 # Our field manager on Nodes: labels it applied and no longer applies are removed by the API server.
 LABELS_FIELD_MANAGER = "keybuzz-node-labels"
+SERVER_ID_ANNOTATION = "keybuzz.io/server-id"
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -123,7 +124,12 @@ class K3sCluster(pulumi.ComponentResource):
         ops = _connection(self._handles[entry.ops_host], self._secrets)
         rendered = self._render(entry, extra_san)
         self.rendered_configs[node.name] = rendered
-        fingerprint = rendered.apply(lambda text: k3s.content_hash(cfg.k3s_version, text, node.server_type))
+        # The server id is in the fingerprint and the install script: a replaced server (new machine,
+        # same name) is installed, waited for and labelled again even if its address were reused.
+        server_id = handle.server.id
+        fingerprint = pulumi.Output.all(rendered, server_id).apply(
+            lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
+        )
 
         after = [guard, *(self.ready[n] for n in entry.after)]
         if node.name != cfg.servers[0].name:
@@ -146,18 +152,21 @@ class K3sCluster(pulumi.ComponentResource):
         )
         if node.role == "server" and node.name == cfg.servers[0].name:
             peers = k3s.bootstrap_peers(cfg)
-            script = rendered.apply(
-                lambda text: k3s.install_script(
+            script = pulumi.Output.all(rendered, server_id).apply(
+                lambda args: k3s.install_script(
                     "server",
                     cfg.k3s_version,
-                    text,
+                    args[0],
                     node.name,
-                    bootstrap_yaml=k3s.bootstrap_server_yaml(text),
+                    bootstrap_yaml=k3s.bootstrap_server_yaml(args[0]),
                     peer_ips=peers,
+                    server_id=str(args[1]),
                 )
             )
         else:
-            script = rendered.apply(lambda text: k3s.install_script(node.role, cfg.k3s_version, text, node.name))
+            script = pulumi.Output.all(rendered, server_id).apply(
+                lambda args: k3s.install_script(node.role, cfg.k3s_version, args[0], node.name, server_id=str(args[1]))
+            )
         # No triggers: a changed script (config or version) is an in-place update that runs the same
         # script again on this node only, after its drain; nothing is replaced.
         self.installs[node.name] = command.remote.Command(
@@ -204,6 +213,7 @@ class K3sCluster(pulumi.ComponentResource):
     def _declare_node_metadata(self, entry: NodeRollout) -> None:
         """Labels by server-side apply under our field manager; taints by a command (atomic list)."""
         name, node = self._name, entry.node
+        handle = self._handles[node.name]
         after = [self.ready[node.name], *([self._retires[node.name]] if node.name in self._retires else [])]
         k8s.core.v1.NodePatch(
             f"{name}-labels-{node.name}",
@@ -211,6 +221,8 @@ class K3sCluster(pulumi.ComponentResource):
                 name=node.name,
                 labels=dict(node.labels),
                 annotations={
+                    # A replaced server registers a new Node under the same name: apply again.
+                    SERVER_ID_ANNOTATION: handle.server.id,
                     "pulumi.com/patchFieldManager": LABELS_FIELD_MANAGER,
                     # Take over a label someone set by hand to another value.
                     "pulumi.com/patchForce": "true",
@@ -222,6 +234,8 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-taints-{node.name}",
             connection=_connection(self._handles[entry.ops_host], self._secrets),
             create=node_ops.taints_script(node.name, node.taints),
+            # A replaced server's new Node has none of them: set them again (no delete script: harmless).
+            triggers=[handle.server.id],
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )

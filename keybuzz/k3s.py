@@ -172,6 +172,7 @@ def install_script(
     bootstrap_yaml: str | None = None,
     peer_ips: tuple[str, ...] = (),
     timeout_seconds: int = INSTALL_TIMEOUT_SECONDS,
+    server_id: str = "",
 ) -> str:
     """Shell run on a node as root: write token and config atomically, install pinned K3s, wait.
 
@@ -183,11 +184,15 @@ def install_script(
 
     ``bootstrap_yaml`` (first server only): written instead of ``config_yaml`` when this node has no
     etcd data and no server in ``peer_ips`` answers, i.e. when there is no cluster to join.
+    ``server_id`` (the Hetzner server's) is only written as a comment: a replaced server changes the
+    script, so the new machine is installed even if it got the old one's address.
     """
     if role not in ("server", "agent"):
         raise ValueError(f"role must be 'server' or 'agent', not {role!r}")
     unit = "k3s" if role == "server" else "k3s-agent"
     lines = script_preamble(node_name, unit)
+    if server_id:
+        lines.append(f"# keybuzz: hetzner server id {server_id}")
     lines += [
         # Hetzner images run cloud-init on first boot; apt and networking must be settled first
         # (exit 2: finished with recoverable errors).

@@ -269,3 +269,23 @@ def test_a_replaced_first_server_joins_the_running_cluster(base):
     assert retire.depends_on == [f"{C}-cp-1"]
     assert secret_value(retire.inputs["connection"])["host"] == "203.0.113.11"  # runs on cp-2 (10.0.1.11)...
     assert "NODE=keybuzz-staging-cp-1" in retire.inputs["delete"]  # ...and removes cp-1
+
+
+def test_a_replaced_server_is_installed_waited_for_labelled_and_tainted_again(base):
+    # A replaced server keeps its name and private IP; only its Hetzner id is sure to change, so every
+    # per-node step that must run again on the new machine carries it.
+    for node in ("cp-2", "workers-1"):
+        server_id = base.named(f"{K}-resize-{C}-{node}").inputs["serverId"]
+        assert f"# keybuzz: hetzner server id {server_id}\n" in base.named(f"{K}-install-{C}-{node}").inputs["create"]
+        assert base.named(f"{K}-taints-{C}-{node}").inputs["triggers"] == [server_id]
+        labels = base.named(f"{K}-labels-{C}-{node}").inputs["metadata"]["annotations"]
+        assert labels["keybuzz.io/server-id"] == server_id
+        assert base.named(f"{K}-retire-{C}-{node}").inputs["triggers"] == [server_id]
+    # ...and so does the rollout fingerprint in drain and ready (version, config, type, server id).
+    from keybuzz.config import project_defaults
+
+    server_id = base.named(f"{K}-resize-{C}-cp-2").inputs["serverId"]
+    config = k3s.config_in_install_script(base.named(f"{K}-install-{C}-cp-2").inputs["create"])
+    expected = k3s.content_hash(project_defaults()["k3sVersion"], config, "cx23", server_id)
+    for step in ("drain", "ready"):
+        assert f"# keybuzz rollout fingerprint: {expected}\n" in base.named(f"{K}-{step}-{C}-cp-2").inputs["update"]
