@@ -20,6 +20,8 @@ DELETE_TIMEOUT_SECONDS = 300
 # Where the taints this program put on a node are recorded, so that removing one from the config
 # removes it from the node (and nothing else: other taints belong to Kubernetes or to people).
 MANAGED_TAINTS_ANNOTATION = "keybuzz.io/managed-taints"
+# The rollout fingerprint a node was last brought to (set once it is Ready and uncordoned).
+FINGERPRINT_ANNOTATION = "keybuzz.io/rollout-fingerprint"
 # The embedded etcd's client certificates on every K3s server (K3s ships no etcdctl; etcd's JSON
 # gateway answers the same member list over plain HTTPS).
 ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd"
@@ -43,11 +45,29 @@ def new_node_script(node_name: str, fingerprint: str) -> str:
     return "\n".join([*_header(node_name, fingerprint), 'echo "keybuzz: node $NODE is new: nothing to drain"']) + "\n"
 
 
+def _annotation_jsonpath(key: str) -> str:
+    return "{.metadata.annotations." + key.replace(".", "\\.") + "}"
+
+
+def _current_fingerprint() -> str:
+    """Shell: ``current`` = the fingerprint this node was last rolled out to (empty when never)."""
+    jsonpath = shlex.quote(_annotation_jsonpath(FINGERPRINT_ANNOTATION))
+    return f'current=$({_KUBECTL} get node "$NODE" -o jsonpath={jsonpath}) || fail "cannot read the node"'
+
+
+def _record_fingerprint(fingerprint: str) -> str:
+    pair = shlex.quote(f"{FINGERPRINT_ANNOTATION}={fingerprint}")
+    return f'{_KUBECTL} annotate node "$NODE" --overwrite {pair} >/dev/null || fail "cannot record the rollout"'
+
+
 def drain_script(node_name: str, fingerprint: str) -> str:
     """Cordon and drain before the node's K3s restarts, upgrades or its server is resized.
 
     Bounded (``--timeout``); a PodDisruptionBudget or a pod without a controller that blocks the
-    drain fails the update with the node left cordoned, which is the safe state.
+    drain fails the update with the node left cordoned, which is the safe state. A node already
+    rolled out to this fingerprint is left alone: the command also updates when only its SSH
+    connection changed (a new ``sshPrivateKey``, a new first-server address), which is no reason
+    to drain anything.
     """
     return (
         "\n".join(
@@ -56,6 +76,9 @@ def drain_script(node_name: str, fingerprint: str) -> str:
                 f'out=$({_KUBECTL} get node "$NODE" --ignore-not-found -o name) '
                 '|| fail "the Kubernetes API does not answer on this server"',
                 'if [ -z "$out" ]; then echo "keybuzz: node $NODE is not registered: nothing to drain"; exit 0; fi',
+                _current_fingerprint(),
+                f'if [ "$current" = {shlex.quote(fingerprint)} ]; then '
+                'echo "keybuzz: node $NODE already runs this rollout: nothing to drain"; exit 0; fi',
                 f'{_KUBECTL} cordon "$NODE" || fail "cordon failed"',
                 f'timeout {DRAIN_TIMEOUT_SECONDS + 30} k3s kubectl drain "$NODE" --ignore-daemonsets '
                 f"--delete-emptydir-data --timeout={DRAIN_TIMEOUT_SECONDS}s "
@@ -68,12 +91,13 @@ def drain_script(node_name: str, fingerprint: str) -> str:
 
 
 def registered_script(node_name: str, fingerprint: str) -> str:
-    """``create`` of ready: the new node registered (Ready needs Calico, which comes later)."""
+    """``create`` of ready: the new node registered (Ready needs Calico, which comes later); record it."""
     return (
         "\n".join(
             [
                 *_header(node_name, fingerprint),
                 *wait_loop(_registered(), READY_TIMEOUT_SECONDS, f"not registered after {READY_TIMEOUT_SECONDS} s"),
+                _record_fingerprint(fingerprint),
             ]
         )
         + "\n"
@@ -81,7 +105,11 @@ def registered_script(node_name: str, fingerprint: str) -> str:
 
 
 def ready_script(node_name: str, fingerprint: str) -> str:
-    """``update`` of ready: wait until the node is Ready again, then uncordon it."""
+    """``update`` of ready: wait until the node is Ready again, then uncordon it and record the rollout.
+
+    A node already recorded at this fingerprint was not drained by this run (see ``drain_script``):
+    it is not uncordoned either, so a node someone cordoned by hand stays cordoned.
+    """
     ready = (
         f'[ "$({_KUBECTL} get node "$NODE" '
         '-o jsonpath=\'{.status.conditions[?(@.type=="Ready")].status}\' 2>/dev/null)" = True ]'
@@ -91,7 +119,11 @@ def ready_script(node_name: str, fingerprint: str) -> str:
             [
                 *_header(node_name, fingerprint),
                 *wait_loop(ready, READY_TIMEOUT_SECONDS, f"not Ready {READY_TIMEOUT_SECONDS} s after its change"),
-                f'{_KUBECTL} uncordon "$NODE" || fail "uncordon failed"',
+                _current_fingerprint(),
+                f'if [ "$current" != {shlex.quote(fingerprint)} ]; then',
+                f'  {_KUBECTL} uncordon "$NODE" || fail "uncordon failed"',
+                f"  {_record_fingerprint(fingerprint)}",
+                "fi",
             ]
         )
         + "\n"
@@ -106,7 +138,7 @@ def taints_script(node_name: str, taints: tuple[str, ...]) -> str:
     are read from an annotation; those no longer wanted are removed.
     """
     wanted = " ".join(taints)
-    jsonpath = "{.metadata.annotations." + MANAGED_TAINTS_ANNOTATION.replace(".", "\\.") + "}"
+    jsonpath = _annotation_jsonpath(MANAGED_TAINTS_ANNOTATION)
     lines = [
         *_header(node_name),
         *wait_loop(_registered(), READY_TIMEOUT_SECONDS, f"not registered after {READY_TIMEOUT_SECONDS} s"),

@@ -35,6 +35,50 @@ def test_no_script_traces_or_dumps_its_environment(name):
     assert "set -x" not in ALL_SCRIPTS[name] and "env" not in words and "printenv" not in words
 
 
+def run_with_fake_k3s(tmp_path, script, recorded_fingerprint=""):
+    """Run a script against a stand-in ``k3s`` that logs each kubectl call and answers like a live node."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "k3s"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {log}\n'
+        'case "$*" in\n'
+        '  *"-o name"*) echo node/keybuzz-w-1 ;;\n'
+        f"  *rollout-fingerprint}}*) printf '%s' '{recorded_fingerprint}' ;;\n"
+        "  *Ready*) printf True ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=10, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    )
+    assert done.returncode == 0, done.stderr
+    return [line.removeprefix("kubectl ").split(" ")[0] for line in log.read_text().splitlines()]
+
+
+def test_a_node_at_a_new_fingerprint_is_cordoned_and_drained_then_uncordoned_and_recorded(tmp_path):
+    drained = run_with_fake_k3s(tmp_path, node_ops.drain_script("keybuzz-w-1", "new"), "old")
+    assert drained == ["get", "get", "cordon", "drain"]
+    (tmp_path / "calls").unlink()
+    readied = run_with_fake_k3s(tmp_path, node_ops.ready_script("keybuzz-w-1", "new"), "old")
+    assert readied == ["get", "get", "uncordon", "annotate"]
+
+
+def test_a_node_already_at_the_fingerprint_is_neither_drained_nor_uncordoned(tmp_path):
+    # The commands also update when only their SSH connection changed: that must not drain anything,
+    # nor uncordon a node someone cordoned by hand.
+    assert run_with_fake_k3s(tmp_path, node_ops.drain_script("keybuzz-w-1", "same"), "same") == ["get", "get"]
+    (tmp_path / "calls").unlink()
+    assert run_with_fake_k3s(tmp_path, node_ops.ready_script("keybuzz-w-1", "same"), "same") == ["get", "get"]
+
+
+def test_a_new_node_records_its_fingerprint_once_registered(tmp_path):
+    calls = run_with_fake_k3s(tmp_path, node_ops.registered_script("keybuzz-w-1", "fp1"))
+    assert calls == ["get", "annotate"]
+    script = node_ops.registered_script("keybuzz-w-1", "fp1")
+    assert "annotate node \"$NODE\" --overwrite keybuzz.io/rollout-fingerprint=fp1" in script
+
+
 def test_drain_is_bounded_keeps_daemonsets_and_skips_an_unregistered_node():
     script = node_ops.drain_script("keybuzz-w-1", "fp1")
     assert "NODE=keybuzz-w-1\n" in script and "# keybuzz rollout fingerprint: fp1" in script
@@ -47,10 +91,11 @@ def test_drain_is_bounded_keeps_daemonsets_and_skips_an_unregistered_node():
 def test_ready_waits_for_node_ready_then_uncordons_and_create_waits_only_for_registration():
     ready = node_ops.ready_script("keybuzz-w-1", "fp1")
     assert "{.status.conditions[?(@.type==\"Ready\")].status}" in ready and '= True ]' in ready
-    assert ready.index("= True ]") < ready.index('uncordon "$NODE"')
+    assert ready.index("= True ]") < ready.index('uncordon "$NODE"') < ready.index("rollout-fingerprint=fp1")
     assert '[ "$i" -lt 150 ]' in ready  # 300 s, 2 s apart
     registered = node_ops.registered_script("keybuzz-w-1", "fp1")
     assert "--ignore-not-found -o name" in registered and "Ready" not in registered  # no CNI yet on day 1
+    assert "uncordon" not in registered
 
 
 def test_a_new_node_has_nothing_to_drain():
