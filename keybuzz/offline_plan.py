@@ -99,6 +99,11 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
             w("    # only when it has no etcd data and no other server answers, it initialises the cluster with:\n")
             w("".join(f"    {line}\n" for line in bootstrap.splitlines()))
 
+    waves = rollout_order(run)
+    if waves:
+        w("\nRollout order (day 2: each node drained, changed, Ready and uncordoned before the next)\n  ")
+        w(" -> ".join(wave[0] if len(wave) == 1 else f"[{', '.join(wave)}]" for wave in waves) + "\n")
+
     for inst in run.of_type(INSTALLATION):
         network = inst.inputs["spec"]["calicoNetwork"]
         w("\nCalico (tigera-operator Installation)\n")
@@ -152,6 +157,25 @@ def _render_day2(run: ProgramRun, w: Any) -> None:
             f"Preview refuses: a change of image ({guard.inputs['image']}) or location ({guard.inputs['location']}), "
             f"a K3s version below the deployed one, a key list sharing no key with the deployed one\n"
         )
+
+
+def rollout_order(run: ProgramRun) -> list[list[str]]:
+    """Node names in rollout order, one list per step (a batch of agents shares a step), read back
+    from each node's drain and the readies it waits for."""
+    after = {
+        r.name.split("-k3s-drain-", 1)[1]: {d.split("-k3s-ready-", 1)[1] for d in r.depends_on if "-k3s-ready-" in d}
+        for r in run.resources
+        if "-k3s-drain-" in r.name
+    }
+    waves: list[list[str]] = []
+    placed: set[str] = set()
+    while len(placed) < len(after):
+        wave = sorted(n for n, deps in after.items() if n not in placed and deps <= placed)
+        if not wave:
+            break
+        waves.append(wave)
+        placed |= set(wave)
+    return waves
 
 
 def _num(value: Any) -> Any:
