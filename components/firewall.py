@@ -8,7 +8,7 @@ import pulumi
 import pulumi_hcloud as hcloud
 
 from keybuzz.config import ClusterConfig
-from keybuzz.hetzner import firewall_rules
+from keybuzz.hetzner import firewall_rules, protection
 
 
 class NodeFirewall(pulumi.ComponentResource):
@@ -31,7 +31,8 @@ class NodeFirewall(pulumi.ComponentResource):
             name=f"{cfg.cluster_name}-nodes",
             rules=[hcloud.FirewallRuleArgs(**rule) for rule in firewall_rules(cfg.admin_cidrs)],
             labels={"cluster": cfg.cluster_name},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            # Hetzner has no delete protection for firewalls: Pulumi's protect only.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after), protect=protection(cfg).protect),
         )
         self.firewall_id = self.firewall.id.apply(int)
         self.register_outputs({"firewall_id": self.firewall_id})

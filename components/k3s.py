@@ -1,6 +1,14 @@
-"""K3s on the nodes through SSH: Flannel off from the first boot, servers joined one at a time."""
+"""K3s on the nodes through SSH: Flannel off from the first boot, and every later change rolled out safely.
+
+The order of everything is decided in keybuzz/rollout.py (tested as data); this component turns
+each node's entry into resources: drain -> resize -> install -> ready (+ labels, taints), chained
+node after node, and a retire step whose delete removes the node from the cluster before its
+server is deleted.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_command as command
@@ -8,17 +16,22 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.servers import ServerHandle
-from keybuzz import k3s
-from keybuzz.config import ClusterConfig, Node, Secrets
+from keybuzz import k3s, node_ops
+from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import CriticalConfigGuard
+from keybuzz.resize import ServerTypeChange
+from keybuzz.rollout import NodeRollout, plan_rollout
+
+# Our field manager on Nodes: labels it applied and no longer applies are removed by the API server.
+LABELS_FIELD_MANAGER = "keybuzz-node-labels"
+SERVER_ID_ANNOTATION = "keybuzz.io/server-id"
 
 
 class K3sCluster(pulumi.ComponentResource):
     """Installs K3s on every server, exports the kubeconfig and a Kubernetes provider built from it.
 
-    Order: the first server (cluster-init) must answer /readyz; each further server joins after the
-    previous one is ready (etcd adds members one at a time); agents join in parallel once the first
-    server answers.
+    Order (keybuzz/rollout.py): servers one at a time, each back to /readyz (and, on a change, its
+    node Ready and uncordoned) before the next; then agents in batches of ``agentUpgradeBatchSize``.
     """
 
     token: pulumi.Output[str]
@@ -36,10 +49,20 @@ class K3sCluster(pulumi.ComponentResource):
         cfg: ClusterConfig,
         secrets: Secrets,
         servers: list[ServerHandle],
+        api_host: pulumi.Input[str] | None = None,
+        join_through: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``api_host``: the public address of the API for the kubeconfig and the provider (the API load
+        balancer's, when there is one); default: the first server's public IP. It is added to tls-san.
+        ``join_through``: what must exist before a node joins through ``cfg.join_ip`` (the API load
+        balancer); the first server bootstraps or rejoins without it.
+        """
         super().__init__("keybuzz:k3s:K3sCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self._name, self._cfg, self._secrets = name, cfg, secrets
+        self._handles = {h.node.name: h for h in servers}
+        self._join_through = list(join_through)
 
         # Generated once and kept in state: stable across runs. Marked secret here too, not only by
         # the provider's schema, so no code path can turn it into plain text.
@@ -47,84 +70,184 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-token",
             length=48,
             special=False,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["result"], protect=cfg.deletion_protection
+            ),
         )
         self.token = pulumi.Output.secret(password.result)
         guard = CriticalConfigGuard(f"{name}-critical-config", k3s.critical_values(cfg), opts=child)
 
-        first_server = cfg.servers[0]
-        self.installs, self.ready, self.rendered_configs = {}, {}, {}
-        previous_ready: pulumi.Resource | None = None
-        for handle in (h for h in servers if h.node.role == "server"):
-            after = [guard] if previous_ready is None else [guard, previous_ready]
-            self._install(name, cfg, secrets, handle, first_server, after)
-            previous_ready = self.ready[handle.node.name] = self._wait_ready(name, secrets, handle)
-        self.api_ready = self.ready[first_server.name]
-        for handle in (h for h in servers if h.node.role == "agent"):
-            self._install(name, cfg, secrets, handle, first_server, [guard, self.api_ready])
+        first = self._handles[cfg.servers[0].name]
+        public_api = pulumi.Output.from_input(api_host) if api_host is not None else first.public_ip
+        extra_san = pulumi.Output.from_input(api_host) if api_host is not None else pulumi.Output.from_input("")
 
+        self.installs, self.ready, self.rendered_configs = {}, {}, {}
+        self._retires: dict[str, command.remote.Command] = {}
+        plan = plan_rollout(cfg)
+        for entry in plan:
+            self._declare_node(entry, guard, extra_san)
+        self.api_ready = self.ready[first.node.name]
         # Everything that must have happened before the cluster has all its nodes.
         self.joined = [*self.installs.values(), *self.ready.values()]
 
-        first = next(h for h in servers if h.node.name == first_server.name)
         raw_kubeconfig = command.remote.Command(
             f"{name}-kubeconfig",
             connection=_connection(first, secrets),
             create=f"cat {k3s.KUBECONFIG_PATH}",
             logging=command.remote.Logging.NONE,
-            triggers=[self.installs[first_server.name].id],
+            # Its stdout is the admin key: never re-sent through the SSH environment on the next run.
+            add_previous_output_in_env=False,
+            triggers=[self.installs[first.node.name].id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.api_ready], additional_secret_outputs=["stdout"]),
         )
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(raw_kubeconfig.stdout, first.public_ip).apply(
+            pulumi.Output.all(raw_kubeconfig.stdout, public_api).apply(
                 lambda args: k3s.kubeconfig_for_operator(args[0], f"https://{args[1]}:{k3s.API_PORT}", cfg.cluster_name)
             )
         )
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            # Server-side apply: the IPPool patch and other shared objects are merged, not overwritten.
+            # Server-side apply: the IPPool patch, node labels and other shared objects are merged.
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.api_ready]),
         )
+        for entry in plan:
+            self._declare_node_metadata(entry)
         self.register_outputs({"kubeconfig": self.kubeconfig})
 
-    def _install(
-        self,
-        name: str,
-        cfg: ClusterConfig,
-        secrets: Secrets,
-        handle: ServerHandle,
-        first_server: Node,
-        after: list[pulumi.Resource],
-    ) -> None:
-        node = handle.node
-        if node.role == "server":
-            rendered = handle.public_ip.apply(
-                lambda ip: k3s.to_yaml(k3s.render_server_config(cfg, node, first_server, ip))
-            )
-        else:
-            rendered = pulumi.Output.from_input(k3s.to_yaml(k3s.render_agent_config(node, first_server)))
+    # --- one node's chain ------------------------------------------------------------------------
+
+    def _declare_node(self, entry: NodeRollout, guard: pulumi.Resource, extra_san: pulumi.Output[str]) -> None:
+        name, cfg, node = self._name, self._cfg, entry.node
+        handle = self._handles[node.name]
+        ops = _connection(self._handles[entry.ops_host], self._secrets)
+        rendered = self._render(entry, extra_san)
         self.rendered_configs[node.name] = rendered
-        self.installs[node.name] = command.remote.Command(
-            f"{name}-install-{node.name}",
-            connection=_connection(handle, secrets),
-            create=rendered.apply(lambda text: k3s.install_script(node.role, cfg.k3s_version, text)),
-            stdin=self.token,
-            logging=command.remote.Logging.STDERR,
-            # A changed config or version re-applies on that node only.
-            triggers=[rendered.apply(lambda text: k3s.content_hash(cfg.k3s_version, text))],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[handle.server, *after]),
+        # The server id is in the fingerprint and the install script: a replaced server (new machine,
+        # same name) is installed, waited for and labelled again even if its address were reused.
+        server_id = handle.server.id
+        fingerprint = pulumi.Output.all(rendered, server_id).apply(
+            lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
         )
 
-    def _wait_ready(self, name: str, secrets: Secrets, handle: ServerHandle) -> command.remote.Command:
-        return command.remote.Command(
-            f"{name}-ready-{handle.node.name}",
-            connection=_connection(handle, secrets),
-            create=k3s.wait_ready_script(),
-            triggers=[self.installs[handle.node.name].id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[handle.node.name]]),
+        after = [guard, *(self.ready[n] for n in entry.after)]
+        if node.name != cfg.servers[0].name:
+            after += self._join_through
+        drain = command.remote.Command(
+            f"{name}-drain-{node.name}",
+            connection=ops,
+            create=fingerprint.apply(lambda fp: node_ops.new_node_script(node.name, fp)),
+            update=fingerprint.apply(lambda fp: node_ops.drain_script(node.name, fp)),
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
+        resize = ServerTypeChange(
+            f"{name}-resize-{node.name}",
+            server_id=handle.server.id,
+            node_name=node.name,
+            server_type=node.server_type,
+            upgrade_disk=node.upgrade_disk,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[drain]),
+        )
+        if node.role == "server" and node.name == cfg.servers[0].name:
+            peers = k3s.bootstrap_peers(cfg)
+            script = pulumi.Output.all(rendered, server_id).apply(
+                lambda args: k3s.install_script(
+                    "server",
+                    cfg.k3s_version,
+                    args[0],
+                    node.name,
+                    bootstrap_yaml=k3s.bootstrap_server_yaml(args[0]),
+                    peer_ips=peers,
+                    server_id=str(args[1]),
+                )
+            )
+        else:
+            script = pulumi.Output.all(rendered, server_id).apply(
+                lambda args: k3s.install_script(node.role, cfg.k3s_version, args[0], node.name, server_id=str(args[1]))
+            )
+        # No triggers: a changed script (config or version) is an in-place update that runs the same
+        # script again on this node only, after its drain; nothing is replaced.
+        self.installs[node.name] = command.remote.Command(
+            f"{name}-install-{node.name}",
+            connection=_connection(handle, self._secrets),
+            create=script,
+            stdin=self.token,
+            logging=command.remote.Logging.STDERR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[handle.server, resize]),
+        )
+        self.ready[node.name] = command.remote.Command(
+            f"{name}-ready-{node.name}",
+            connection=ops,
+            create=fingerprint.apply(lambda fp: node_ops.registered_script(node.name, fp)),
+            update=fingerprint.apply(lambda fp: node_ops.ready_script(node.name, fp)),
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
+        )
+        previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
+        self._retires[node.name] = command.remote.Command(
+            f"{name}-retire-{node.name}",
+            connection=_connection(self._handles[entry.retire_host], self._secrets),
+            create=node_ops.retire_create_script(node.name),
+            delete=node_ops.retire_script(
+                node.name,
+                node.role,
+                node.private_ip,
+                alone=entry.retire_host == node.name,
+                first=node.name == cfg.servers[0].name,
+            ),
+            # A replaced server is a new machine under the same name: its old Node (and etcd member)
+            # must go first, or the new one is refused (node password) or doubles the member.
+            triggers=[handle.server.id],
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Depends on the server: deleted (drain, Node, etcd member) before the server is.
+                # Depends on the previous retire of its role: deletes run one at a time.
+                depends_on=[handle.server, *previous],
+                delete_before_replace=True,
+            ),
+        )
+
+    def _declare_node_metadata(self, entry: NodeRollout) -> None:
+        """Labels by server-side apply under our field manager; taints by a command (atomic list)."""
+        name, node = self._name, entry.node
+        handle = self._handles[node.name]
+        after = [self.ready[node.name], *([self._retires[node.name]] if node.name in self._retires else [])]
+        k8s.core.v1.NodePatch(
+            f"{name}-labels-{node.name}",
+            metadata=k8s.meta.v1.ObjectMetaPatchArgs(
+                name=node.name,
+                labels=dict(node.labels),
+                annotations={
+                    # A replaced server registers a new Node under the same name: apply again.
+                    SERVER_ID_ANNOTATION: handle.server.id,
+                    "pulumi.com/patchFieldManager": LABELS_FIELD_MANAGER,
+                    # Take over a label someone set by hand to another value.
+                    "pulumi.com/patchForce": "true",
+                },
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=after),
+        )
+        command.remote.Command(
+            f"{name}-taints-{node.name}",
+            connection=_connection(self._handles[entry.ops_host], self._secrets),
+            create=node_ops.taints_script(node.name, node.taints),
+            # A replaced server's new Node has none of them: set them again (no delete script: harmless).
+            triggers=[handle.server.id],
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )
+
+    def _render(self, entry: NodeRollout, extra_san: pulumi.Output[str]) -> pulumi.Output[str]:
+        cfg, node = self._cfg, entry.node
+        public_ip = self._handles[node.name].public_ip
+        if node.role == "server":
+            return pulumi.Output.all(public_ip, extra_san).apply(
+                lambda args: k3s.to_yaml(k3s.render_server_config(cfg, node, args[0], args[1] or None))
+            )
+        return public_ip.apply(lambda ip: k3s.to_yaml(k3s.render_agent_config(cfg, node, ip)))
 
 
 def _connection(handle: ServerHandle, secrets: Secrets) -> command.remote.ConnectionArgs:

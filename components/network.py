@@ -8,6 +8,7 @@ import pulumi
 import pulumi_hcloud as hcloud
 
 from keybuzz.config import ClusterConfig
+from keybuzz.hetzner import protection
 
 
 class PrivateNetwork(pulumi.ComponentResource):
@@ -26,13 +27,15 @@ class PrivateNetwork(pulumi.ComponentResource):
     ) -> None:
         """``after``: what must pass before anything is created (the promotion gate)."""
         super().__init__("keybuzz:hetzner:PrivateNetwork", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        shield = protection(cfg)
+        child = pulumi.ResourceOptions(parent=self, protect=shield.protect)
         self.network = hcloud.Network(
             f"{name}-network",
             name=cfg.cluster_name,
             ip_range=cfg.network_cidr,
             labels={"cluster": cfg.cluster_name},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            delete_protection=shield.delete_protection,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after), protect=shield.protect),
         )
         self.network_id = self.network.id.apply(int)
         self.subnet = hcloud.NetworkSubnet(

@@ -9,7 +9,8 @@ import pulumi
 import pulumi_hcloud as hcloud
 
 from keybuzz.config import ClusterConfig, Node
-from keybuzz.hetzner import node_labels, placement_group_key
+from keybuzz.hetzner import node_labels, placement_group_key, protection
+from keybuzz.ssh_keys import key_resource_names
 
 
 @dataclass
@@ -39,10 +40,28 @@ class NodeServers(pulumi.ComponentResource):
         """``after``: what must pass before anything is created (the promotion gate)."""
         super().__init__("keybuzz:hetzner:NodeServers", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        # Named after the fingerprint: adding, removing or reordering keys touches only that key, and
+        # a rotation never reuses a name (Hetzner: names and public keys are unique per project).
         keys = [
-            hcloud.SshKey(f"{name}-key-{i + 1}", name=f"{cfg.cluster_name}-{i + 1}", public_key=key, opts=child)
-            for i, key in enumerate(cfg.ssh_public_keys)
+            hcloud.SshKey(
+                resource_name,
+                name=hetzner_name,
+                public_key=key,
+                opts=pulumi.ResourceOptions.merge(
+                    child,
+                    pulumi.ResourceOptions(
+                        # Stacks deployed before keys were named by fingerprint: take over key N in place.
+                        aliases=[pulumi.Alias(name=f"{name}-key-{i + 1}")],
+                        # A public key is unique per project: never create the new object before the old is gone.
+                        delete_before_replace=True,
+                    ),
+                ),
+            )
+            for i, (resource_name, hetzner_name, key) in enumerate(
+                key_resource_names(cfg.cluster_name, name, cfg.ssh_public_keys)
+            )
         ]
+        shield = protection(cfg)
         groups: dict[str, hcloud.PlacementGroup] = {}
         self.servers = []
         for node in cfg.nodes:
@@ -69,8 +88,21 @@ class NodeServers(pulumi.ComponentResource):
                 networks=[hcloud.ServerNetworkArgs(network_id=network_id, ip=node.private_ip, alias_ips=[])],
                 public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
                 labels=node_labels(cfg, node),
-                # The subnet must exist before a server can be attached to it (hcloud API).
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet]),
+                delete_protection=shield.delete_protection,
+                rebuild_protection=shield.rebuild_protection,
+                # A removed node's server gets an ACPI shutdown (K3s and etcd stop cleanly) before deletion.
+                shutdown_before_deletion=True,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # The subnet must exist before a server can be attached to it (hcloud API).
+                    depends_on=[subnet, *after],
+                    protect=shield.protect,
+                    # Both are force-new or disruptive in the provider. serverType: a hard poweroff with
+                    # upgrade_disk true; keybuzz.resize.ServerTypeChange does it gracefully, after a drain.
+                    # sshKeys: force-new (every server replaced); running nodes get keys through SSH
+                    # (components/authorized_keys.py).
+                    ignore_changes=["serverType", "sshKeys"],
+                ),
             )
             self.servers.append(ServerHandle(node=node, server=server, public_ip=server.ipv4_address))
         self.register_outputs({})

@@ -10,15 +10,19 @@ from typing import Any
 
 import pulumi
 
+from components.authorized_keys import AuthorizedKeys
 from components.calico import CalicoNetwork
 from components.firewall import NodeFirewall
 from components.ingress import Edge
 from components.k3s import K3sCluster
+from components.load_balancer import ApiLoadBalancer
 from components.network import PrivateNetwork
 from components.servers import NodeServers
 from components.verification import OverlayVerification
 from keybuzz import promotion
 from keybuzz.config import ClusterConfig, Secrets
+from keybuzz.guards import DeployedStackGuard, deployed_stack_values
+from keybuzz.hetzner import api_load_balancer_plan
 from keybuzz.promotion import Commit
 
 
@@ -34,18 +38,36 @@ class Built:
     gate: promotion.PromotionGate | None
     verification: OverlayVerification | None
     exports: dict[str, Any]
+    stack_guard: DeployedStackGuard | None = None
+    authorized_keys: AuthorizedKeys | None = None
+    load_balancer: ApiLoadBalancer | None = None
 
 
 def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
     """Declare every component for ``cfg``, in dependency order; ``commit`` is the program's source."""
     gate = _promotion_gate(cfg, commit)
-    after = [gate] if gate else []
+    # Refuses, at preview, an image/location change, a K3s downgrade or a one-step key swap.
+    stack_guard = DeployedStackGuard(f"{cfg.cluster_name}-deployed-stack", deployed_stack_values(cfg))
+    after = [gate, stack_guard] if gate else [stack_guard]
     network = PrivateNetwork(cfg.cluster_name, cfg, after)
     firewall = NodeFirewall(f"{cfg.cluster_name}-firewall", cfg, after)
     servers = NodeServers(
         f"{cfg.cluster_name}-nodes", cfg, network.network_id, network.subnet, firewall.firewall_id, after
     )
-    cluster = K3sCluster(f"{cfg.cluster_name}-k3s", cfg, secrets, servers.servers)
+    authorized_keys = AuthorizedKeys(f"{cfg.cluster_name}-authorized-keys", cfg, secrets, servers.servers)
+    lb_plan = api_load_balancer_plan(cfg)
+    load_balancer = (
+        ApiLoadBalancer(f"{cfg.cluster_name}-api-lb", cfg, lb_plan, network.subnet, servers.servers, after)
+        if lb_plan
+        else None
+    )
+    cluster = K3sCluster(
+        f"{cfg.cluster_name}-k3s",
+        cfg,
+        secrets,
+        servers.servers,
+        join_through=[load_balancer] if load_balancer else [],
+    )
     # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
     run_id = uuid.uuid4().hex
     calico = CalicoNetwork(f"{cfg.cluster_name}-calico", cfg, cluster.provider, cluster.joined, run_id)
@@ -101,6 +123,9 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
         gate=gate,
         verification=verification,
         exports=exports,
+        stack_guard=stack_guard,
+        authorized_keys=authorized_keys,
+        load_balancer=load_balancer,
     )
 
 

@@ -30,6 +30,15 @@ BLOCK_SIZE = 26
 # (tigera/operator pkg/controller/ippool/defaults.go: defaultPoolName). We set it explicitly anyway.
 DEFAULT_POOL_NAME = "default-ipv4-ippool"
 
+# What tigera-operator v1.40 fills into each IPv4 Installation pool when unset, in its order
+# (pkg/controller/ippool/defaults.go: AllowedUses [Workload, Tunnel]; DisableNewAllocations false;
+# AssignmentMode crdv1.Automatic = "Automatic").
+POOL_DEFAULTS_FROM_OPERATOR: dict[str, Any] = {
+    "allowedUses": ["Workload", "Tunnel"],
+    "disableNewAllocations": False,
+    "assignmentMode": "Automatic",
+}
+
 # Calico release, and the tigera-operator chart that installs it. The chart version is the Calico
 # version with its leading "v" (projectcalico/calico release v3.31.7 ships tigera-operator-v3.31.7.tgz;
 # operator v1.40.15 is the operator release for Calico v3.31.7). The CRD schemas the tests use come
@@ -130,6 +139,11 @@ def render_installation(pod_cidr: str, subnet_cidr: str, mtu: int) -> dict[str, 
                         "natOutgoing": "Enabled",
                         "blockSize": BLOCK_SIZE,
                         "nodeSelector": "all()",
+                        # The operator merge-patches these defaults into every pool it reconciles
+                        # (tigera/operator pkg/controller/ippool/defaults.go, fillDefaults). ipPools has
+                        # no list type, so the list is atomic: rendering the same values makes our
+                        # server-side apply co-own it instead of conflicting with the operator.
+                        **POOL_DEFAULTS_FROM_OPERATOR,
                     }
                 ],
                 "mtu": mtu,

@@ -10,10 +10,13 @@ before any node is touched.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from keybuzz.config import ClusterConfig
 
 GUARD_ID = "k3s-critical-config"
 
@@ -65,3 +68,103 @@ class CriticalConfigGuard(pulumi.dynamic.Resource):
 
     def __init__(self, name: str, values: dict[str, str], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(CriticalConfigProvider(), name, dict(values), opts)
+
+
+# --- what an existing stack cannot change, refused at preview ------------------------------------
+#
+# The hcloud provider marks a server's image and location force-new: a change replaces every server
+# at once (etcd included, since Pulumi replaces them in parallel), and the replacement collides with
+# the fixed name and private IP. K3s does not support downgrades (docs.k3s.io, upgrades). And a key
+# list that shares no key with the nodes' would lock Pulumi out of the nodes it must reach over SSH.
+
+STACK_GUARD_ID = "deployed-stack"
+_K3S_VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
+
+
+def k3s_version_key(version: str) -> tuple[int, int, int, int]:
+    """Comparable form of a K3s release: v1.34.1+k3s2 -> (1, 34, 1, 2); the k3sN suffix orders rebuilds."""
+    match = _K3S_VERSION_RE.match(version)
+    if not match:
+        raise ValueError(f"not a K3s release such as v1.34.1+k3s1: {version!r}")
+    major, minor, patch, build = (int(g) for g in match.groups())
+    return major, minor, patch, build
+
+
+def stack_guard_values(image: str, location: str, k3s_version: str, ssh_key_fingerprints: list[str]) -> dict[str, Any]:
+    """The guard's inputs (all public): what the next run is compared with."""
+    return {
+        "image": image,
+        "location": location,
+        "k3sVersion": k3s_version,
+        "sshKeyFingerprints": sorted(ssh_key_fingerprints),
+    }
+
+
+def deployed_stack_changes(olds: dict[str, Any], news: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for every change an existing stack refuses; empty olds (a new stack) refuse nothing."""
+    from keybuzz.ssh_keys import rotation_problem
+
+    changes = []
+    for key, what in (("image", "OS image"), ("location", "location")):
+        if key in olds and key in news and olds[key] != news[key]:
+            changes.append(
+                (
+                    key,
+                    f"'{key}' cannot change on an existing stack ({olds[key]!r} -> {news[key]!r}): Hetzner cannot "
+                    f"change a server's {what} in place, so every server, etcd included, would be replaced at "
+                    "once. Revert it; to move, create a new stack and migrate the workloads.",
+                )
+            )
+    old_version, new_version = olds.get("k3sVersion"), news.get("k3sVersion")
+    if old_version and new_version and _is_downgrade(old_version, new_version):
+        changes.append(
+            (
+                "k3sVersion",
+                f"K3s downgrade refused ({old_version} -> {new_version}): K3s does not support downgrades "
+                f"(docs.k3s.io, upgrades). Keep {old_version} or pick a newer release.",
+            )
+        )
+    problem = rotation_problem(olds.get("sshKeyFingerprints") or [], news.get("sshKeyFingerprints") or [])
+    if "sshKeyFingerprints" in olds and problem:
+        changes.append(("sshKeyFingerprints", problem))
+    return changes
+
+
+def _is_downgrade(old: str, new: str) -> bool:
+    try:
+        return k3s_version_key(new) < k3s_version_key(old)
+    except ValueError:
+        return False  # config validation owns the format
+
+
+class DeployedStackProvider(ResourceProvider):
+    """Holds the deployed image, location, K3s version and key fingerprints; refuses at ``check``."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = [CheckFailure(key, message) for key, message in deployed_stack_changes(_olds or {}, news)]
+        return CheckResult(news, failures)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(STACK_GUARD_ID, props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        keys = ("image", "location", "k3sVersion", "sshKeyFingerprints")
+        return DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys), replaces=[], stables=[],
+                          delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(news)
+
+
+class DeployedStackGuard(pulumi.dynamic.Resource):
+    """Declare once per stack, before any Hetzner resource; every one of them depends on it."""
+
+    def __init__(self, name: str, values: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(DeployedStackProvider(), name, dict(values), opts)
+
+
+def deployed_stack_values(cfg: ClusterConfig) -> dict[str, Any]:
+    """The guard's inputs for ``cfg``."""
+    from keybuzz.ssh_keys import fingerprint
+
+    return stack_guard_values(cfg.image, cfg.location, cfg.k3s_version, [fingerprint(k) for k in cfg.ssh_public_keys])

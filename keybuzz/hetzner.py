@@ -8,6 +8,7 @@ icmp, esp and gre, so it could not allow protocol 4 anyway. The firewall guards 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from keybuzz.config import WORLD_CIDRS, ClusterConfig, Node
@@ -48,3 +49,72 @@ def placement_group_key(node: Node) -> str:
 def node_labels(cfg: ClusterConfig, node: Node) -> dict[str, str]:
     """Hetzner labels: let operators and label selectors find a cluster's servers by role and pool."""
     return {"cluster": cfg.cluster_name, "role": node.role, "pool": node.pool, "stack": cfg.stack}
+
+
+# --- protection ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What ``deletionProtection`` turns on.
+
+    ``protect``: Pulumi refuses to delete the resource (``up`` that would remove or replace it, and
+    ``destroy``). The Hetzner flags also stop deletion from the console, the CLI or another tool.
+    Hetzner has delete protection on servers, networks, load balancers (and volumes, IPs), not on
+    firewalls or subnets: those get Pulumi's ``protect`` only. Servers take ``rebuild_protection``
+    too (Hetzner requires it equal to ``delete_protection``). All flags change in place, so turning
+    the key off is an update, never a replacement.
+    """
+
+    protect: bool
+    delete_protection: bool
+    rebuild_protection: bool
+
+
+def protection(cfg: ClusterConfig) -> Protection:
+    on = cfg.deletion_protection
+    return Protection(protect=on, delete_protection=on, rebuild_protection=on)
+
+
+# --- the API load balancer -----------------------------------------------------------------------
+#
+# Hetzner Cloud Firewalls do not apply to load balancers (Hetzner firewall FAQ, "Can Firewalls be
+# applied to my Hetzner Cloud Load Balancers?"; quoted in hcloud-cloud-controller-manager issue 286
+# and kube-hetzner PR 1097). A public 6443 service would therefore open the Kubernetes API to the
+# world, bypassing adminCidrs. So the load balancer has no public interface: it is the joining
+# nodes' registration address on the private network, and operators and Pulumi keep reaching the
+# API through a server's public IP, where the firewall admits adminCidrs only.
+
+
+@dataclass(frozen=True)
+class ApiLoadBalancerPlan:
+    name: str
+    load_balancer_type: str
+    location: str
+    private_ip: str
+    public_interface: bool
+    listen_port: int
+    destination_port: int
+    health_check: dict[str, Any]
+    targets: tuple[str, ...]  # node names of the K3s servers, targeted by their private IPs
+    algorithm: str = "round_robin"
+
+
+def api_load_balancer_plan(cfg: ClusterConfig) -> ApiLoadBalancerPlan | None:
+    """The load balancer in front of the K3s servers' API, or None when ``apiLoadBalancer`` is off."""
+    if not cfg.api_lb_enabled:
+        return None
+    port = int(KUBE_API_PORT)
+    return ApiLoadBalancerPlan(
+        name=f"{cfg.cluster_name}-api",
+        load_balancer_type=cfg.api_load_balancer.type,
+        location=cfg.location,
+        private_ip=cfg.api_lb_private_ip,
+        public_interface=False,
+        listen_port=port,
+        destination_port=port,
+        # TCP: the LB passes TLS through (each server presents its own certificate with the LB IP in
+        # its SANs); a server whose port stops answering leaves the pool within ~30 s.
+        health_check={"protocol": "tcp", "port": port, "interval": 10, "timeout": 5, "retries": 3},
+        targets=tuple(n.name for n in cfg.servers),
+    )

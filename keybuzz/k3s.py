@@ -7,21 +7,27 @@ gets is tested as data; components/k3s.py turns them into remote commands.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import shlex
 from typing import Any
 from urllib.parse import quote
 
 import yaml
 
-from keybuzz.config import ClusterConfig, Node
+from keybuzz.config import CONTROL_PLANE_FIRST_OFFSET, CONTROL_PLANE_MAX, ClusterConfig, Node
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 TOKEN_PATH = "/etc/rancher/k3s/cluster-token"
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 API_PORT = 6443
+ETCD_DATA_DIR = "/var/lib/rancher/k3s/server/db/etcd"
 READY_TIMEOUT_SECONDS = 300
+INSTALL_TIMEOUT_SECONDS = 600
+CLOUD_INIT_TIMEOUT_SECONDS = 600
 _HEREDOC_OPEN = "<<'KEYBUZZ_EOF'\n"
 _HEREDOC_CLOSE = "KEYBUZZ_EOF"
+_BOOTSTRAP_OPEN = "<<'KEYBUZZ_BOOTSTRAP_EOF'\n"
+_BOOTSTRAP_CLOSE = "KEYBUZZ_BOOTSTRAP_EOF"
 
 # K3s refuses to start a server whose value for these differs from the cluster's
 # ("critical configuration value mismatch"), and changing the CNI of a live cluster is unsupported:
@@ -40,47 +46,83 @@ def critical_values(cfg: ClusterConfig) -> dict[str, str]:
     }
 
 
-def render_server_config(cfg: ClusterConfig, node: Node, first_server: Node, public_ip: str) -> dict[str, Any]:
-    """K3s server config: Flannel off, CIDRs explicit, everything bound to the private IP."""
+def render_server_config(
+    cfg: ClusterConfig, node: Node, public_ip: str, api_host: str | None = None
+) -> dict[str, Any]:
+    """K3s server config: Flannel off, CIDRs explicit, everything bound to the private IP.
+
+    Every server, the first included, names ``server: https://<join_ip>:6443``: a server that has
+    etcd data ignores it (K3s: "bootstrap already complete"), a fresh one joins the running cluster.
+    Only the first server's install script may swap this for ``bootstrap_server_config`` (see
+    ``install_script``), so a replaced first server never starts a second etcd cluster.
+    """
     critical = critical_values(cfg)
-    config: dict[str, Any] = {
+    sans = [public_ip, node.private_ip]
+    if cfg.api_lb_enabled:
+        sans.append(cfg.api_lb_private_ip)
+    if api_host and api_host not in sans:
+        sans.append(api_host)
+    return {
         "node-name": node.name,
         "token-file": TOKEN_PATH,
+        "server": join_url(cfg),
         "flannel-backend": critical["flannel-backend"],
         "disable-network-policy": True,
         "cluster-cidr": critical["cluster-cidr"],
         "service-cidr": critical["service-cidr"],
         "node-ip": node.private_ip,
         "advertise-address": node.private_ip,
-        "tls-san": [public_ip, node.private_ip],
+        # Ingress status (hostNetwork ingress-nginx, publishService off) shows node addresses.
+        "node-external-ip": public_ip,
+        "tls-san": sans,
         "disable": ["traefik", "servicelb"],
         "write-kubeconfig-mode": "0600",
     }
-    if node.name == first_server.name:
-        config["cluster-init"] = True
-    else:
-        config["server"] = f"https://{first_server.private_ip}:{API_PORT}"
-    _add_node_metadata(config, node)
-    return config
 
 
-def render_agent_config(node: Node, first_server: Node) -> dict[str, Any]:
-    """K3s agent config: join the first server over the private network."""
-    config: dict[str, Any] = {
+def bootstrap_server_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The first server's config for the one case it must start a new cluster: no ``server``, ``cluster-init``."""
+    bootstrap = {k: v for k, v in config.items() if k != "server"}
+    bootstrap["cluster-init"] = True
+    return bootstrap
+
+
+def bootstrap_server_yaml(config_yaml: str) -> str:
+    """``bootstrap_server_config`` of a rendered server config.yaml, as config.yaml text."""
+    return to_yaml(bootstrap_server_config(yaml.safe_load(config_yaml)))
+
+
+def render_agent_config(cfg: ClusterConfig, node: Node, public_ip: str) -> dict[str, Any]:
+    """K3s agent config: join through ``cfg.join_ip`` over the private network.
+
+    No ``node-label``/``node-taint``: K3s applies them only at registration and the kubelet then owns
+    them, so they could never change or go away; labels and taints go through the Kubernetes API.
+    """
+    return {
         "node-name": node.name,
         "token-file": TOKEN_PATH,
-        "server": f"https://{first_server.private_ip}:{API_PORT}",
+        "server": join_url(cfg),
         "node-ip": node.private_ip,
+        "node-external-ip": public_ip,
     }
-    _add_node_metadata(config, node)
-    return config
 
 
-def _add_node_metadata(config: dict[str, Any], node: Node) -> None:
-    if node.labels:
-        config["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
-    if node.taints:
-        config["node-taint"] = list(node.taints)
+def bootstrap_peers(cfg: ClusterConfig) -> tuple[str, ...]:
+    """Where the first server looks for a running cluster before it may initialise one.
+
+    Every address a server or the API load balancer can ever have, not only today's: the script
+    (and so the first server's install command) stays the same when the control plane grows or
+    shrinks, and a server left over from a larger control plane still counts as a cluster.
+    """
+    subnet = ipaddress.ip_network(cfg.subnet_cidr)
+    first = subnet.network_address + CONTROL_PLANE_FIRST_OFFSET
+    servers = [str(first + i) for i in range(1, CONTROL_PLANE_MAX)]
+    return (*servers, cfg.api_lb_private_ip)
+
+
+def join_url(cfg: ClusterConfig) -> str:
+    """Where joining nodes register: the API load balancer's private IP, else the first server."""
+    return f"https://{cfg.join_ip}:{API_PORT}"
 
 
 def to_yaml(config: dict[str, Any]) -> str:
@@ -102,46 +144,148 @@ def install_script_url(version: str) -> str:
     return f"https://raw.githubusercontent.com/k3s-io/k3s/{quote(version, safe='')}/install.sh"
 
 
-def install_script(role: str, version: str, config_yaml: str) -> str:
-    """Shell run on a node as root: write token and config atomically, then install pinned K3s.
+def script_preamble(node_name: str, unit: str) -> list[str]:
+    """Shell that every node script starts with: strict mode and a ``fail`` that says where and why.
+
+    ``fail`` prints the node name and the last lines of the K3s unit's journal (never the token: it
+    only ever travels on stdin into a 0600 file; no ``set -x``, no environment dump).
+    """
+    return [
+        "set -eu",
+        f"NODE={shlex.quote(node_name)}",
+        f"UNIT={shlex.quote(unit)}",
+        "fail() {",
+        '  echo "keybuzz: node $NODE: $1" >&2',
+        '  echo "keybuzz: last lines of journalctl -u $UNIT on $(hostname):" >&2',
+        '  journalctl -u "$UNIT" -n 40 --no-pager >&2 || true',
+        "  exit 1",
+        "}",
+    ]
+
+
+def install_script(
+    role: str,
+    version: str,
+    config_yaml: str,
+    node_name: str,
+    *,
+    bootstrap_yaml: str | None = None,
+    peer_ips: tuple[str, ...] = (),
+    timeout_seconds: int = INSTALL_TIMEOUT_SECONDS,
+    server_id: str = "",
+) -> str:
+    """Shell run on a node as root: write token and config atomically, install pinned K3s, wait.
 
     The cluster token arrives on stdin so it never appears in a command line, a log or the state's
-    command text. Re-running yields the same files, and the installer is itself idempotent.
+    command text. The same script runs on create and on update: install.sh restarts K3s only when
+    its binary, unit or env changed, so a changed config.yaml restarts it here
+    (``INSTALL_K3S_FORCE_RESTART``, only when the file's bytes changed). Every wait is bounded:
+    the unit is ``Type=notify`` with ``TimeoutStartSec=0``, so the installer could wait forever.
+
+    ``bootstrap_yaml`` (first server only): written instead of ``config_yaml`` when this node has no
+    etcd data and no server in ``peer_ips`` answers, i.e. when there is no cluster to join.
+    ``server_id`` (the Hetzner server's) is only written as a comment: a replaced server changes the
+    script, so the new machine is installed even if it got the old one's address.
     """
     if role not in ("server", "agent"):
         raise ValueError(f"role must be 'server' or 'agent', not {role!r}")
-    return "\n".join(
-        [
-            "set -eu",
-            # Hetzner images run cloud-init on first boot; apt and networking must be settled first.
-            "cloud-init status --wait >/dev/null 2>&1 || [ $? -eq 2 ]",
-            "umask 077",
-            "install -d -m 0755 /etc/rancher/k3s",
-            f"cat > {TOKEN_PATH}.new && mv -f {TOKEN_PATH}.new {TOKEN_PATH}",
-            f"cat > {CONFIG_PATH}.new {_HEREDOC_OPEN}{config_yaml}{_HEREDOC_CLOSE}",
-            f"chmod 0600 {CONFIG_PATH}.new && mv -f {CONFIG_PATH}.new {CONFIG_PATH}",
-            f"curl -sfL --retry 5 {shlex.quote(install_script_url(version))} -o /tmp/k3s-install.sh",
-            f"INSTALL_K3S_VERSION={shlex.quote(version)} INSTALL_K3S_EXEC={role} sh /tmp/k3s-install.sh",
+    unit = "k3s" if role == "server" else "k3s-agent"
+    lines = script_preamble(node_name, unit)
+    if server_id:
+        lines.append(f"# keybuzz: hetzner server id {server_id}")
+    lines += [
+        # Hetzner images run cloud-init on first boot; apt and networking must be settled first
+        # (exit 2: finished with recoverable errors).
+        "rc=0",
+        f"timeout {CLOUD_INIT_TIMEOUT_SECONDS} cloud-init status --wait >/dev/null 2>&1 || rc=$?",
+        '[ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] '
+        f'|| fail "cloud-init did not finish in {CLOUD_INIT_TIMEOUT_SECONDS} s (exit $rc)"',
+        "umask 077",
+        "install -d -m 0755 /etc/rancher/k3s",
+        f"cat > {TOKEN_PATH}.new && mv -f {TOKEN_PATH}.new {TOKEN_PATH}",
+        "RESTART=false",
+        "write_config() {",
+        f"  cat > {CONFIG_PATH}.new",
+        f"  chmod 0600 {CONFIG_PATH}.new",
+        f"  if cmp -s {CONFIG_PATH}.new {CONFIG_PATH}; then rm -f {CONFIG_PATH}.new; "
+        f"else mv -f {CONFIG_PATH}.new {CONFIG_PATH}; RESTART=true; fi",
+        "}",
+    ]
+    join = f"write_config {_HEREDOC_OPEN}{config_yaml}{_HEREDOC_CLOSE}"
+    if bootstrap_yaml is None:
+        lines.append(join)
+    else:
+        has_data = f"[ -d {ETCD_DATA_DIR} ]"
+        if peer_ips:
+            lines += [
+                "peer_answers() {",
+                f"  for ip in {' '.join(shlex.quote(ip) for ip in peer_ips)}; do",
+                "    curl -skf --connect-timeout 2 --max-time 5 -o /dev/null "
+                f'"https://$ip:{API_PORT}/ping" && return 0',
+                "  done",
+                "  return 1",
+                "}",
+            ]
+            condition = f"{has_data} || peer_answers"
+        else:
+            condition = has_data
+        lines += [
+            f"if {condition}; then",
+            join,
+            "else",
+            '  echo "keybuzz: node $NODE: no etcd data here and no server answers: initialising a new cluster" >&2',
+            f"write_config {_BOOTSTRAP_OPEN}{bootstrap_yaml}{_BOOTSTRAP_CLOSE}",
+            "fi",
         ]
-    )
+    lines += [
+        f"curl -sfL --retry 5 --max-time 120 {shlex.quote(install_script_url(version))} -o /tmp/k3s-install.sh "
+        '|| fail "could not download the K3s installer"',
+        f"INSTALL_K3S_FORCE_RESTART=$RESTART INSTALL_K3S_VERSION={shlex.quote(version)} INSTALL_K3S_EXEC={role} "
+        f"timeout --kill-after=10 {timeout_seconds} sh /tmp/k3s-install.sh "
+        f'|| fail "K3s install or start did not finish within {timeout_seconds} s"',
+    ]
+    if role == "server":
+        # /readyz, not node Ready: on a first deploy nodes stay NotReady until Calico exists.
+        lines += wait_loop(
+            "timeout 10 k3s kubectl get --raw /readyz >/dev/null 2>&1",
+            READY_TIMEOUT_SECONDS,
+            f"K3s API server not ready (/readyz) after {READY_TIMEOUT_SECONDS} s",
+        )
+    else:
+        lines.append('systemctl is-active --quiet k3s-agent || fail "k3s-agent is not active after the install"')
+    return "\n".join(lines) + "\n"
+
+
+def wait_loop(condition: str, timeout_seconds: int, message: str) -> list[str]:
+    """Poll ``condition`` every 2 s, at most ``timeout_seconds``, then ``fail`` with ``message``."""
+    return [
+        "i=0",
+        f"until {condition}; do",
+        "  i=$((i + 1))",
+        f'  [ "$i" -lt {max(1, timeout_seconds // 2)} ] || fail {shlex.quote(message)}',
+        "  sleep 2",
+        "done",
+    ]
+
+
 
 
 def config_in_install_script(script: str) -> str:
     """The config.yaml text an install script writes (for plans and tests reading back what is declared)."""
-    start = script.find(_HEREDOC_OPEN)
-    end = script.find(_HEREDOC_CLOSE, start + len(_HEREDOC_OPEN))
+    return _between(script, _HEREDOC_OPEN, _HEREDOC_CLOSE)
+
+
+def bootstrap_config_in_install_script(script: str) -> str | None:
+    """The first server's bootstrap config inside its install script, or None for every other node."""
+    return _between(script, _BOOTSTRAP_OPEN, _BOOTSTRAP_CLOSE) if _BOOTSTRAP_OPEN in script else None
+
+
+def _between(script: str, opening: str, closing: str) -> str:
+    start = script.find(opening)
+    end = script.find(closing, start + len(opening))
     if start < 0 or end < 0:
         raise ValueError("not an install script from install_script(): no config heredoc")
-    return script[start + len(_HEREDOC_OPEN) : end]
-
-
-def wait_ready_script(timeout_seconds: int = READY_TIMEOUT_SECONDS) -> str:
-    """Wait for the API server's /readyz, not node Ready: nodes stay NotReady until Calico exists."""
-    return (
-        f"for i in $(seq 1 {timeout_seconds // 2}); do "
-        "k3s kubectl get --raw /readyz >/dev/null 2>&1 && exit 0; sleep 2; done; "
-        f"echo 'K3s API server not ready after {timeout_seconds}s; see journalctl -u k3s' >&2; exit 1"
-    )
+    return script[start + len(opening) : end]
 
 
 def kubeconfig_for_operator(raw: str, server_url: str, cluster_name: str) -> str:

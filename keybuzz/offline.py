@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,10 @@ OPERATOR_VALUES: dict[str, Any] = {
 }
 
 CHECK_TYPE_PREFIX = "pulumi-python:dynamic/keybuzz:"
+# pulumi.dynamic.serialize_provider wraps pickle's _batch_setitems again on every dynamic resource
+# and never unwraps it (pulumi 3.272, dynamic.py): one process that runs the program many times
+# (the test session) ends in a RecursionError. Each run starts from the original.
+_PICKLE_BATCH_SETITEMS = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
 RECORDED_OPTIONS = (
     "protect",
     "ignore_changes",
@@ -127,7 +133,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         self._next_id += 1
-        rid = str(self._next_id)
+        # Derived from the name, not the registration order (which is asynchronous): two runs of the
+        # program give every resource the same id, so day-2 tests can compare them.
+        rid = str(zlib.crc32(args.name.encode()) % 900_000_000 + 100_000_000)
         self.declared[args.name] = Declared(args.typ, args.name, dict(args.inputs), args.provider)
         state = dict(args.inputs)
         if args.typ == "pulumi:pulumi:StackReference":
@@ -137,7 +145,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if self.preview:
             return (None if args.custom else rid), state
         if args.typ == "hcloud:index/server:Server":
-            state["ipv4Address"] = f"203.0.113.{self._next_id % 250 + 1}"
+            # Stable across runs too: the private IP's last octet (unique per node) in the documentation range.
+            private = (args.inputs.get("networks") or [{}])[0].get("ip", "0.0.0.1")
+            state["ipv4Address"] = f"203.0.113.{private.rsplit('.', 1)[-1]}"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = "x" * int(args.inputs.get("length", 16))
         elif args.typ.startswith(CHECK_TYPE_PREFIX):
@@ -230,6 +240,7 @@ def run_program(
     from components.stack import build
     from keybuzz.config import load
 
+    pickle._Pickler._batch_setitems = _PICKLE_BATCH_SETITEMS  # type: ignore[attr-defined]
     config, secret_keys = stack_config(stack, overrides, stack_doc)
     mocks = RecordingMocks(preview, stack_outputs, failing_checks)
     commit = commit or read_commit(REPO)

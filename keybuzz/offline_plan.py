@@ -38,6 +38,9 @@ SERVER = "hcloud:index/server:Server"
 FIREWALL = "hcloud:index/firewall:Firewall"
 INSTALLATION = "kubernetes:operator.tigera.io/v1:Installation"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+LOAD_BALANCER = "hcloud:index/loadBalancer:LoadBalancer"
+LB_NETWORK = "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork"
+LB_TARGET = "hcloud:index/loadBalancerTarget:LoadBalancerTarget"
 
 
 def guardrails() -> Any:
@@ -82,19 +85,31 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
                 f"  ({rule.get('description', '')})\n"
             )
 
+    _render_day2(run, w)
+
     w("\nK3s config.yaml per role\n")
     shown: set[str] = set()
     for s in servers:
         install = _find(run, f"-k3s-install-{s.name}")
         if install is None:
             continue
-        config = yaml.safe_load(k3s.config_in_install_script(install.inputs.get("create", "")))
-        role = _role_label(config)
+        script = install.inputs.get("create", "")
+        config = yaml.safe_load(k3s.config_in_install_script(script))
+        bootstrap = k3s.bootstrap_config_in_install_script(script)
+        role = "first server" if bootstrap else _role_label(config)
         if role in shown:
             continue
         shown.add(role)
         w(f"  {role} ({s.name}):\n")
         w("".join(f"    {line}\n" for line in yaml.safe_dump(config, sort_keys=True).splitlines()))
+        if bootstrap:
+            w("    # only when it has no etcd data and no other server answers, it initialises the cluster with:\n")
+            w("".join(f"    {line}\n" for line in bootstrap.splitlines()))
+
+    waves = rollout_order(run)
+    if waves:
+        w("\nRollout order (day 2: each node drained, changed, Ready and uncordoned before the next)\n  ")
+        w(" -> ".join(wave[0] if len(wave) == 1 else f"[{', '.join(wave)}]" for wave in waves) + "\n")
 
     for inst in run.of_type(INSTALLATION):
         network = inst.inputs["spec"]["calicoNetwork"]
@@ -129,6 +144,46 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
         w(f"  {check.type.removeprefix(CHECK_TYPE_PREFIX):<20} {check.name}\n")
     if not checks:
         w("  none (verify.enabled is false)\n")
+
+
+def _render_day2(run: ProgramRun, w: Any) -> None:
+    """The API load balancer, deletion protection and what the deployed-stack guard refuses."""
+    for lb in run.of_type(LOAD_BALANCER):
+        attachments = run.of_type(LB_NETWORK)
+        private = attachments[0].inputs.get("ip") if attachments else "?"
+        public = "on" if attachments and attachments[0].inputs.get("enablePublicInterface") else "off"
+        w(
+            f"\nAPI load balancer {lb.inputs.get('name')} ({lb.inputs['loadBalancerType']}, {lb.inputs['location']}): "
+            f"private {private}, public interface {public}; tcp 6443 to {len(run.of_type(LB_TARGET))} "
+            "server(s) by private IP\n"
+        )
+    protected = sorted({r.type.split(":")[-1] for r in run.resources if r.options.get("protect")})
+    w(f"\nDeletion protection: {'on for ' + ', '.join(protected) if protected else 'off'}\n")
+    guard = _find(run, "-deployed-stack")
+    if guard is not None:
+        w(
+            f"Preview refuses: a change of image ({guard.inputs['image']}) or location ({guard.inputs['location']}), "
+            f"a K3s version below the deployed one, a key list sharing no key with the deployed one\n"
+        )
+
+
+def rollout_order(run: ProgramRun) -> list[list[str]]:
+    """Node names in rollout order, one list per step (a batch of agents shares a step), read back
+    from each node's drain and the readies it waits for."""
+    after = {
+        r.name.split("-k3s-drain-", 1)[1]: {d.split("-k3s-ready-", 1)[1] for d in r.depends_on if "-k3s-ready-" in d}
+        for r in run.resources
+        if "-k3s-drain-" in r.name
+    }
+    waves: list[list[str]] = []
+    placed: set[str] = set()
+    while len(placed) < len(after):
+        wave = sorted(n for n, deps in after.items() if n not in placed and deps <= placed)
+        if not wave:
+            break
+        waves.append(wave)
+        placed |= set(wave)
+    return waves
 
 
 def _num(value: Any) -> Any:

@@ -52,6 +52,10 @@ def test_installation_has_one_ipip_pool_matching_the_cluster(run):
             "natOutgoing": "Enabled",
             "blockSize": 26,
             "nodeSelector": "all()",
+            # tigera-operator's pool defaults, so a later server-side apply does not conflict.
+            "allowedUses": ["Workload", "Tunnel"],
+            "disableNewAllocations": False,
+            "assignmentMode": "Automatic",
         }
     ]
     assert network["bgp"] == "Enabled"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 
 import pytest
 import yaml
@@ -36,6 +35,10 @@ def rendered_config(run, node_name):
     """The config.yaml text inside a node's install command (between the heredoc markers)."""
     create = run.named(f"{cluster(run)}-k3s-install-{node_name}").inputs["create"]
     return yaml.safe_load(k3s.config_in_install_script(create))
+
+
+def install_of(run, node_name):
+    return run.named(f"{cluster(run)}-k3s-install-{node_name}").inputs["create"]
 
 
 def cluster(run):
@@ -97,6 +100,9 @@ def test_no_firewall_rule_mentions_vxlan_or_udp(run):
     assert "8472" not in str(firewall.inputs)
 
 
+JOIN_IP = {"dev": "10.0.1.10", "staging": "10.0.1.5", "prod": "10.0.1.5"}  # first server, or the API LB
+
+
 def test_servers_run_flannel_off_and_bind_to_private_ips(run):
     first = servers_by_role(run, "server")[0]
     for server in servers_by_role(run, "server"):
@@ -107,41 +113,57 @@ def test_servers_run_flannel_off_and_bind_to_private_ips(run):
         assert config["node-ip"] == config["advertise-address"] == server.inputs["networks"][0]["ip"]
         assert config["disable"] == ["traefik", "servicelb"]
         assert config["tls-san"][0].startswith("203.0.113.")
+        assert config["node-external-ip"] == config["tls-san"][0]
+        # Every server, the first included, joins through the join address; none initialises etcd.
+        assert config["server"] == f"https://{JOIN_IP[run.stack]}:6443"
+        assert "cluster-init" not in config
+        bootstrap = k3s.bootstrap_config_in_install_script(install_of(run, server.name))
         if server is first:
-            assert config["cluster-init"] is True
+            without_server = {k: v for k, v in config.items() if k != "server"}
+            assert yaml.safe_load(bootstrap) == {**without_server, "cluster-init": True}
         else:
-            assert config["server"] == f"https://{first.inputs['networks'][0]['ip']}:6443"
+            assert bootstrap is None
 
 
-def test_agents_join_the_first_server(run):
-    first_ip = servers_by_role(run, "server")[0].inputs["networks"][0]["ip"]
+def test_tls_san_names_the_api_load_balancer_when_there_is_one(run):
+    for server in servers_by_role(run, "server"):
+        sans = rendered_config(run, server.name)["tls-san"]
+        if run.stack == "dev":
+            assert sans == [sans[0], server.inputs["networks"][0]["ip"]]
+        else:
+            assert sans == [sans[0], server.inputs["networks"][0]["ip"], "10.0.1.5"]
+
+
+def test_agents_join_through_the_join_address_without_registration_metadata(run):
     for agent in servers_by_role(run, "agent"):
         config = rendered_config(run, agent.name)
-        assert config["server"] == f"https://{first_ip}:6443"
+        assert config["server"] == f"https://{JOIN_IP[run.stack]}:6443"
         assert config["node-ip"] == agent.inputs["networks"][0]["ip"]
-        assert "cluster-init" not in config
+        assert config["node-external-ip"].startswith("203.0.113.")
+        assert not {"cluster-init", "node-label", "node-taint"} & set(config)
 
 
-def test_servers_join_one_at_a_time_and_agents_after_the_first(run):
+def test_servers_roll_one_at_a_time_and_agents_after_the_last_server(run):
     name = cluster(run)
     servers = [s.name for s in servers_by_role(run, "server")]
+    agents = [s.name for s in servers_by_role(run, "agent")]
     guard = f"{name}-k3s-critical-config"
-    assert run.named(f"{name}-k3s-install-{servers[0]}").depends_on == [servers[0], guard]
-    for previous, current in zip(servers, servers[1:], strict=False):
-        deps = run.named(f"{name}-k3s-install-{current}").depends_on
-        assert f"{name}-k3s-ready-{previous}" in deps
-        # ...and only after the previous one: never after a later server.
-        assert not [d for d in deps if d.startswith(f"{name}-k3s-ready-") and d != f"{name}-k3s-ready-{previous}"]
-    for agent in servers_by_role(run, "agent"):
-        deps = run.named(f"{name}-k3s-install-{agent.name}").depends_on
-        assert [d for d in deps if "-k3s-ready-" in d] == [f"{name}-k3s-ready-{servers[0]}"]
+    chain = [*servers, *agents]  # batch size 1 in every committed stack
+    assert run.named(f"{name}-k3s-drain-{servers[0]}").depends_on == [guard]
+    # Joining nodes also wait for the API load balancer they join through (staging, prod).
+    lb = [] if run.stack == "dev" else [f"{name}-api-lb"]
+    for previous, current in zip(chain, chain[1:], strict=False):
+        assert run.named(f"{name}-k3s-drain-{current}").depends_on == [guard, f"{name}-k3s-ready-{previous}", *lb]
+    for node in chain:
+        assert run.named(f"{name}-k3s-resize-{node}").depends_on == [f"{name}-k3s-drain-{node}"]
+        assert run.named(f"{name}-k3s-install-{node}").depends_on == [node, f"{name}-k3s-resize-{node}"]
+        assert run.named(f"{name}-k3s-ready-{node}").depends_on == [f"{name}-k3s-install-{node}"]
 
 
-def test_a_changed_config_retriggers_only_that_node(run):
-    commands = [c for c in run.of_type(COMMAND) if "-k3s-install-" in c.name]
-    triggers = [c.inputs["triggers"][0] for c in commands]
-    assert all(re.fullmatch(r"[0-9a-f]{16}", t) for t in triggers)
-    assert len(set(triggers)) == len(triggers)  # every node's file differs (node-ip), so does its hash
+def test_install_commands_update_in_place_and_differ_per_node(run):
+    installs = [c for c in run.of_type(COMMAND) if "-k3s-install-" in c.name]
+    assert all("triggers" not in c.inputs and "update" not in c.inputs for c in installs)
+    assert len({c.inputs["create"] for c in installs}) == len(installs)  # node-ip differs, so does the script
 
 
 def test_the_token_reaches_nodes_on_stdin_only(run):
@@ -157,6 +179,8 @@ def test_kubeconfig_and_token_are_secret(run):
     assert yaml.safe_load(run.outputs["kubeconfig"])["current-context"] == cluster(run)
     kubeconfig_read = run.named(f"{cluster(run)}-k3s-kubeconfig")
     assert kubeconfig_read.inputs["logging"] == "none"
+    # The previous stdout (the admin key) is never re-sent through the SSH environment.
+    assert kubeconfig_read.inputs["addPreviousOutputInEnv"] is False
 
 
 def test_the_kubernetes_provider_is_built_from_the_kubeconfig_after_the_api_answers(run):

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 import yaml
-from harness import REPO, STACKS
+from harness import REPO, STACKS, run_program
 
-from keybuzz.offline_plan import EXIT_CONFIG, EXIT_OK, EXIT_POLICY, main
+from keybuzz.offline_plan import EXIT_CONFIG, EXIT_OK, EXIT_POLICY, main, rollout_order
 
 
 def plan(*argv):
@@ -34,6 +34,15 @@ def test_plan_prints_servers_firewall_k3s_calico_and_checks(stack):
     assert "MTU 1430" in text
     assert "Checks run on every `pulumi up` (7;" in text and "PodMeshCheck" in text
     assert "0 mandatory violation(s)" in text
+
+
+def test_plan_prints_the_rollout_order_servers_first_then_agent_batches():
+    _, text = plan("staging")
+    names = " -> ".join(f"keybuzz-staging-{n}" for n in ("cp-1", "cp-2", "cp-3", "workers-1", "workers-2"))
+    heading = "Rollout order (day 2: each node drained, changed, Ready and uncordoned before the next)"
+    assert f"{heading}\n  {names}\n" in text
+    run = run_program("staging", overrides={"keybuzz-k3s:agentUpgradeBatchSize": 2})
+    assert rollout_order(run)[-1] == ["keybuzz-staging-workers-1", "keybuzz-staging-workers-2"]
 
 
 def test_plan_names_the_promotion_gate_of_a_gated_stack():
@@ -89,3 +98,14 @@ def test_bin_plan_runs_from_a_shell_with_no_cloud_credentials():
     )
     assert done.returncode == 0, done.stderr
     assert "offline plan for stack 'dev'" in done.stdout
+
+
+def test_plan_shows_the_api_load_balancer_protection_and_what_preview_refuses():
+    _, prod = plan("prod")
+    assert "API load balancer keybuzz-prod-api (lb11, nbg1): private 10.0.1.5, public interface off" in prod
+    assert "tcp 6443 to 3 server(s) by private IP" in prod
+    assert "Deletion protection: on for Firewall, LoadBalancer, Network, NetworkSubnet, RandomPassword, Server" in prod
+    assert "Preview refuses: a change of image (ubuntu-24.04) or location (nbg1)" in prod
+    _, dev = plan("dev")
+    assert "API load balancer" not in dev
+    assert "Deletion protection: off" in dev

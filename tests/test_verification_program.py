@@ -123,8 +123,9 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     # The __provider input is exactly what the engine hands its dynamic-provider process.
     run = run_program("staging")
     blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources if "__provider" in r.inputs}
-    # the checks, the critical-config guard, the promotion gate, the ingress edge guard
-    assert len(blobs) == len(CHECK_NAMES) + 3
+    # the checks, the critical-config guard, the promotion gate, the ingress edge guard, the deployed-stack
+    # guard, and one server-type change per node (3 servers + 2 workers)
+    assert len(blobs) == len(CHECK_NAMES) + 4 + 5
     done = subprocess.run(
         [sys.executable, "-c", FRESH],
         input=json.dumps(blobs),
@@ -142,6 +143,8 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     assert loaded["keybuzz-staging-k3s-critical-config"][0] == "keybuzz.guards.CriticalConfigProvider"
     assert loaded["keybuzz-staging-promotion-gate"][0] == "keybuzz.promotion.PromotionGateProvider"
     assert loaded["keybuzz-staging-ingress-edge"][0] == "keybuzz.ingress_guard.EdgeGuardProvider"
+    assert loaded["keybuzz-staging-k3s-resize-keybuzz-staging-cp-1"][0] == "keybuzz.resize.ServerTypeChangeProvider"
+    assert loaded["keybuzz-staging-deployed-stack"][0] == "keybuzz.guards.DeployedStackProvider"
 
 
 def test_probe_image_defaults_are_the_fixtures_pinned_references():

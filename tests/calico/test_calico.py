@@ -117,7 +117,32 @@ def test_pool_is_the_k3s_cluster_cidr_with_ipip(installation):
         "natOutgoing": "Enabled",
         "blockSize": 26,
         "nodeSelector": "all()",
+        # The operator's own defaults (ippool/defaults.go), rendered so a later apply co-owns them.
+        "allowedUses": ["Workload", "Tunnel"],
+        "disableNewAllocations": False,
+        "assignmentMode": "Automatic",
     }
+
+
+def test_pool_renders_every_default_the_operator_would_merge_patch_in(installation):
+    """An applied Installation whose pool equals what the operator writes back: no SSA conflict.
+
+    The operator fills (fillDefaults, IPv4, Calico CNI) encapsulation IPIP, natOutgoing Enabled,
+    nodeSelector all(), blockSize 26, disableNewAllocations false, a name, assignmentMode Automatic,
+    and allowedUses [Workload, Tunnel] when empty. Our pool must already hold each, with that value.
+    """
+    operator_fills = {
+        "encapsulation": "IPIP",
+        "natOutgoing": "Enabled",
+        "nodeSelector": "all()",
+        "blockSize": 26,
+        "disableNewAllocations": False,
+        "name": DEFAULT_POOL_NAME,
+        "assignmentMode": "Automatic",
+        "allowedUses": ["Workload", "Tunnel"],
+    }
+    pool = _pool(installation)
+    assert {key: pool.get(key) for key in operator_fills} == operator_fills
 
 
 def test_node_address_is_detected_in_the_private_subnet(installation):

@@ -1,0 +1,306 @@
+"""Server type changes done gently: graceful shutdown, ``change_type`` keeping the disk, power on.
+
+Why not let the hcloud provider do it: its in-place ``serverType`` update is a hard ``poweroff``
+followed by ``change_type`` with ``upgrade_disk: true`` (confirmed against the real provider, see
+issue 9): no drain, no clean etcd/K3s stop, and a grown disk can never shrink, so the type could
+never go back down. The Server therefore ignores ``serverType`` changes and ``ServerTypeChange``
+(one per node) does the change; the K3s side chains it between a drain and an uncordon.
+
+Order on ``update`` (each step decided from the server's observed state, so a failed run resumes):
+ACPI ``shutdown`` -> wait for status ``off`` -> ``change_type`` {server_type, upgrade_disk} and wait
+for its action -> ``poweron`` -> wait for status ``running``. Every wait is bounded; a server that
+ignores the ACPI shutdown fails the update with what was seen. Nothing is ever hard powered off.
+
+Downgrades: with ``upgrade_disk: false`` the disk keeps its size, so the type can go back down, but
+only to a type whose disk is at least as large as the current disk. Whether a disk was ever grown
+is not knowable offline, so this is not refused at preview; Hetzner refuses the ``change_type`` and
+the update fails naming the node and Hetzner's error. Downgrading works only if the disk was never
+upgraded (``upgradeDisk`` never true for that pool).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from keybuzz.hcloud_api import HcloudApi, HcloudApiError, Transport, token_from_env
+
+# Hetzner server statuses (docs.hetzner.cloud "Servers": running, initializing, starting, stopping,
+# off, deleting, migrating, rebuilding, unknown).
+RUNNING = "running"
+OFF = "off"
+STOPPING = "stopping"
+
+# Steps, in order. A step that waits names what it waits for.
+SHUTDOWN = "shutdown"  # ACPI request, the OS shuts down cleanly (K3s, etcd, containerd stop)
+WAIT_OFF = "wait-off"
+CHANGE_TYPE = "change_type"  # waits for its action to succeed
+POWERON = "poweron"
+WAIT_RUNNING = "wait-running"
+
+PROPS = ("serverId", "nodeName", "serverType", "upgradeDisk")
+_SERVER_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds each wait may take; ``poll`` is the pause between two reads of the API."""
+
+    shutdown: float = 180.0  # a clean OS shutdown; K3s stops in seconds
+    change_type: float = 1800.0  # a type change may move the server to another host (disk copy)
+    poweron: float = 300.0
+    poll: float = 3.0
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """The real clock; tests pass a fake one that advances on ``sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class ResizeRefused(Exception):
+    """The server is in a state a resize must not start from."""
+
+
+class ResizeFailed(Exception):
+    """A step failed or timed out; the message names the node, the step and what was seen."""
+
+
+# --- decisions (pure) ----------------------------------------------------------------------------
+
+
+def resize_steps(status: str, current_type: str, target_type: str) -> tuple[str, ...]:
+    """What remains to do for a server observed in ``status`` with ``current_type``.
+
+    Derived from the observed state, not from the previous run's inputs, so a run that failed
+    half-way (e.g. after ``change_type``, leaving the server off) resumes at the right step.
+    """
+    if current_type == target_type:
+        return (POWERON, WAIT_RUNNING) if status == OFF else ((WAIT_RUNNING,) if status == "starting" else ())
+    if status == RUNNING:
+        return (SHUTDOWN, WAIT_OFF, CHANGE_TYPE, POWERON, WAIT_RUNNING)
+    if status == STOPPING:
+        return (WAIT_OFF, CHANGE_TYPE, POWERON, WAIT_RUNNING)
+    if status == OFF:
+        return (CHANGE_TYPE, POWERON, WAIT_RUNNING)
+    raise ResizeRefused(
+        f"server is '{status}' (needs 'running' or 'off' to change type {current_type} -> {target_type}); "
+        "wait until Hetzner finishes what it is doing and run `pulumi up` again"
+    )
+
+
+def type_change_requested(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    """True when the desired type differs from the recorded one (a disk flag alone changes nothing)."""
+    return olds.get("serverType") != news.get("serverType")
+
+
+def changed_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """Recorded props that differ; a new ``serverId`` is a new server (recorded, no resize by itself)."""
+    return [key for key in PROPS if olds.get(key) != news.get(key)]
+
+
+def validate_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(property, reason) for malformed inputs; unknown values (preview) pass."""
+    from pulumi.runtime import rpc
+
+    failures = []
+    node = props.get("nodeName")
+    if not isinstance(node, str) or not node:
+        failures.append(("nodeName", "the node's name (a non-empty string)"))
+    server_type = props.get("serverType")
+    if server_type != rpc.UNKNOWN and (not isinstance(server_type, str) or not _SERVER_TYPE_RE.match(server_type)):
+        failures.append(("serverType", f"{server_type!r} is not a Hetzner server type name such as cx33"))
+    upgrade = props.get("upgradeDisk")
+    if upgrade != rpc.UNKNOWN and not isinstance(upgrade, bool):
+        failures.append(("upgradeDisk", f"{upgrade!r} is not true or false"))
+    return failures
+
+
+# --- doing (the API, with an injected transport and clock) ---------------------------------------
+
+
+def run_resize(
+    api: HcloudApi,
+    clock: Clock,
+    server_id: str,
+    node: str,
+    target_type: str,
+    upgrade_disk: bool,
+    deadlines: Deadlines = Deadlines(),
+) -> list[str]:
+    """Bring server ``server_id`` to ``target_type``; returns the steps done. Raises ResizeFailed."""
+    try:
+        server = api.get_server(server_id)
+    except HcloudApiError as exc:
+        raise ResizeFailed(f"{node}: reading server {server_id} failed: {exc}") from None
+    current = (server.get("server_type") or {}).get("name", "?")
+    try:
+        steps = resize_steps(str(server.get("status")), current, target_type)
+    except ResizeRefused as exc:
+        raise ResizeFailed(f"{node}: {exc}") from None
+    for step in steps:
+        _do(api, clock, server_id, node, step, target_type, upgrade_disk, deadlines)
+    return list(steps)
+
+
+def _do(
+    api: HcloudApi,
+    clock: Clock,
+    server_id: str,
+    node: str,
+    step: str,
+    target_type: str,
+    upgrade_disk: bool,
+    deadlines: Deadlines,
+) -> None:
+    left_off = "" if step in (SHUTDOWN, WAIT_OFF) else " The server may be left off; `pulumi up` resumes from here."
+    try:
+        if step == SHUTDOWN:
+            api.server_action(server_id, "shutdown")
+        elif step == WAIT_OFF:
+            status = _wait(clock, deadlines.shutdown, deadlines.poll, lambda: _status(api, server_id), OFF)
+            if status != OFF:
+                raise ResizeFailed(
+                    f"{node}: still '{status}' {deadlines.shutdown:.0f} s after an ACPI shutdown; nothing was "
+                    "forced (no hard poweroff). Find out why the OS does not shut down, or stop it yourself "
+                    "(`hcloud server shutdown`, or `poweroff` if a hard stop is acceptable), then `pulumi up`."
+                )
+        elif step == CHANGE_TYPE:
+            action = api.server_action(
+                server_id, "change_type", {"server_type": target_type, "upgrade_disk": upgrade_disk}
+            )
+            _wait_action(api, clock, action, node, step, deadlines.change_type, deadlines.poll, left_off)
+        elif step == POWERON:
+            action = api.server_action(server_id, "poweron")
+            _wait_action(api, clock, action, node, step, deadlines.poweron, deadlines.poll, left_off)
+        elif step == WAIT_RUNNING:
+            status = _wait(clock, deadlines.poweron, deadlines.poll, lambda: _status(api, server_id), RUNNING)
+            if status != RUNNING:
+                raise ResizeFailed(f"{node}: still '{status}' {deadlines.poweron:.0f} s after poweron.{left_off}")
+    except HcloudApiError as exc:
+        raise ResizeFailed(f"{node}: Hetzner refused '{step}' on server {server_id}: {exc}.{left_off}") from None
+
+
+def _status(api: HcloudApi, server_id: str) -> str:
+    return str(api.get_server(server_id).get("status"))
+
+
+def _wait(clock: Clock, deadline: float, poll: float, read: Callable[[], str], want: str) -> str:
+    """Read until ``want`` or the deadline; returns the last value read."""
+    start = clock.now()
+    while True:
+        seen = read()
+        if seen == want or clock.now() - start + poll > deadline:
+            return seen
+        clock.sleep(poll)
+
+
+def _wait_action(
+    api: HcloudApi,
+    clock: Clock,
+    action: Mapping[str, Any],
+    node: str,
+    step: str,
+    deadline: float,
+    poll: float,
+    left_off: str,
+) -> None:
+    """Poll the action until success or error, within ``deadline``."""
+    start = clock.now()
+    current: Mapping[str, Any] = action
+    while current.get("status") not in ("success", "error"):
+        if clock.now() - start + poll > deadline:
+            raise ResizeFailed(
+                f"{node}: Hetzner action '{step}' (id {action.get('id')}) still '{current.get('status')}' after "
+                f"{deadline:.0f} s.{left_off}"
+            )
+        clock.sleep(poll)
+        current = api.get_action(action["id"])
+    if current.get("status") == "error":
+        error = current.get("error") or {}
+        raise ResizeFailed(
+            f"{node}: Hetzner action '{step}' failed: {error.get('code', 'error')}: {error.get('message', '')}."
+            f"{left_off}"
+        )
+
+
+# --- the dynamic resource ------------------------------------------------------------------------
+
+
+class ServerTypeChangeProvider(ResourceProvider):
+    """Pickled by reference (module-level class); ``transport``/``clock`` are None except in tests."""
+
+    def __init__(
+        self, transport: Transport | None = None, clock: Clock | None = None, deadlines: Deadlines | None = None
+    ) -> None:
+        super().__init__()
+        self.transport = transport
+        self.clock = clock
+        self.deadlines = deadlines
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return CheckResult(news, [CheckFailure(key, reason) for key, reason in validate_props(news)])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """No API call: the server was just created with this type."""
+        return CreateResult(f"server-type-{props.get('nodeName')}", _recorded(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return DiffResult(changes=bool(changed_props(olds, news)), replaces=[], stables=[],
+                          delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        if type_change_requested(olds, news):
+            api = HcloudApi(token_from_env(), self.transport)
+            run_resize(api, self.clock or MonotonicClock(), str(news["serverId"]), str(news["nodeName"]),
+                       str(news["serverType"]), bool(news["upgradeDisk"]), self.deadlines or Deadlines())
+        return UpdateResult(_recorded(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing to undo: the server itself is the hcloud.Server's to delete."""
+
+
+def _recorded(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: props.get(key) for key in PROPS}
+
+
+class ServerTypeChange(pulumi.dynamic.Resource):
+    """One per node: keeps the server's Hetzner type equal to ``server_type`` without a hard poweroff.
+
+    Make it depend on the node's drain and make the uncordon depend on it: the update shuts the
+    server down. ``HCLOUD_TOKEN`` is read by the provider process, never passed as an input.
+    """
+
+    serverType: pulumi.Output[str]
+    serverId: pulumi.Output[str]
+    nodeName: pulumi.Output[str]
+    upgradeDisk: pulumi.Output[bool]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        server_id: pulumi.Input[str],
+        node_name: str,
+        server_type: str,
+        upgrade_disk: bool,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {"serverId": server_id, "nodeName": node_name, "serverType": server_type, "upgradeDisk": upgrade_disk}
+        super().__init__(ServerTypeChangeProvider(), name, props, opts)

@@ -1,0 +1,291 @@
+"""Day-2 matrix, K3s side: one test per row of the README's "Day-2 operations" table.
+
+Each test runs the program twice under the mock engine, before and after one config change, and
+asserts what is declared, in what order (depends_on chains) and with what options. "Changed" means
+a resource's inputs differ: for a remote command that is an in-place update (its ``update`` script
+runs, or ``create`` again); a resource that disappears is deleted (its ``delete`` script runs).
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from harness import run_program, secret_value
+from shell_lint import assert_valid_bash
+
+from keybuzz import k3s
+
+P = "keybuzz-k3s"
+C = "keybuzz-staging"
+K = f"{C}-k3s"
+WORKERS = {"name": "workers", "count": 2, "serverType": "cx33"}
+
+
+def staging(**overrides):
+    return run_program("staging", overrides={f"{P}:{key}": value for key, value in overrides.items()})
+
+
+def k3s_resources(run):
+    """The K3s component's resources and the servers, by name (what a day-2 change may touch)."""
+    return {
+        r.name: r
+        for r in run.resources
+        if r.name.startswith(f"{K}-") or r.type == "hcloud:index/server:Server"
+    }
+
+
+def inputs(resource):
+    return {k: v for k, v in resource.inputs.items() if not k.startswith("__")}  # __provider: pickled code
+
+
+def changed(before, after):
+    old, new = k3s_resources(before), k3s_resources(after)
+    return {name for name in old.keys() & new.keys() if inputs(old[name]) != inputs(new[name])}
+
+
+def differing(before, after, name):
+    old, new = inputs(before.named(name)), inputs(after.named(name))
+    return {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+
+
+def added(before, after):
+    return set(k3s_resources(after)) - set(k3s_resources(before))
+
+
+def removed(before, after):
+    return set(k3s_resources(before)) - set(k3s_resources(after))
+
+
+def per_node(steps, *nodes):
+    return {f"{K}-{step}-{C}-{node}" for step in steps for node in nodes}
+
+
+def deps(run, step, node):
+    return run.named(f"{K}-{step}-{C}-{node}").depends_on
+
+
+SERVERS = ("cp-1", "cp-2", "cp-3")
+AGENTS = ("workers-1", "workers-2")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return staging()
+
+
+def test_k3s_version_bump_restarts_every_node_in_place_servers_first_then_agents(base):
+    bumped = staging(k3sVersion="v1.34.2+k3s1")
+    nodes = SERVERS + AGENTS
+    # Every node's drain, install and ready change (version in the script and the fingerprint);
+    # nothing else does: no server, no label, no taint, no retire, no resize.
+    assert changed(base, bumped) == per_node(("drain", "install", "ready"), *nodes)
+    assert not added(base, bumped) and not removed(base, bumped)
+    for node in nodes:
+        install = bumped.named(f"{K}-install-{C}-{node}")
+        assert "INSTALL_K3S_VERSION=v1.34.2+k3s1" in install.inputs["create"]
+        # An in-place update: only triggers replace a command (the SDK's own option), and it has none.
+        assert "triggers" not in install.inputs and install.options["replace_on_changes"] == ["triggers[*]"]
+        assert "kubectl drain" in bumped.named(f"{K}-drain-{C}-{node}").inputs["update"]
+        assert 'uncordon "$NODE"' in bumped.named(f"{K}-ready-{C}-{node}").inputs["update"]
+    # One at a time: each node's drain waits for the previous node's ready, agents after the last server.
+    chain = list(nodes)
+    for previous, current in zip(chain, chain[1:], strict=False):
+        assert f"{K}-ready-{C}-{previous}" in deps(bumped, "drain", current)
+    for node in chain:
+        assert deps(bumped, "install", node) == [f"{C}-{node}", f"{K}-resize-{C}-{node}"]
+        assert deps(bumped, "resize", node) == [f"{K}-drain-{C}-{node}"]
+        assert deps(bumped, "ready", node) == [f"{K}-install-{C}-{node}"]
+
+
+def test_agents_upgrade_in_batches_of_agent_upgrade_batch_size():
+    pools = [{"name": "workers", "count": 5, "serverType": "cx33"}]
+    run = staging(nodePools=pools, agentUpgradeBatchSize=2)
+    lb = f"{C}-api-lb"
+    guard = f"{K}-critical-config"
+    ready = [f"{K}-ready-{C}-workers-{i}" for i in range(1, 6)]
+    assert deps(run, "drain", "workers-1") == [guard, f"{K}-ready-{C}-cp-3", lb]
+    assert deps(run, "drain", "workers-2") == [guard, f"{K}-ready-{C}-cp-3", lb]
+    assert deps(run, "drain", "workers-3") == [guard, ready[0], ready[1], lb]
+    assert deps(run, "drain", "workers-4") == [guard, ready[0], ready[1], lb]
+    assert deps(run, "drain", "workers-5") == [guard, ready[2], ready[3], lb]
+
+
+def test_label_add_and_remove_changes_only_the_node_patches(base):
+    before = staging(nodePools=[{**WORKERS, "labels": {"keybuzz.io/old": "yes"}}])
+    after = staging(nodePools=[{**WORKERS, "labels": {"keybuzz.io/new": "yes"}}])
+    assert changed(before, after) == per_node(("labels",), *AGENTS)
+    for node in AGENTS:
+        patch = after.named(f"{K}-labels-{C}-{node}")
+        assert patch.type == "kubernetes:core/v1:NodePatch"
+        # Only the new label is applied: the API server removes the old one from our field manager.
+        assert patch.inputs["metadata"]["labels"] == {"keybuzz.io/new": "yes"}
+        assert patch.inputs["metadata"]["name"] == f"{C}-{node}"
+        assert patch.inputs["metadata"]["annotations"]["pulumi.com/patchFieldManager"] == "keybuzz-node-labels"
+        assert patch.inputs["metadata"]["annotations"]["pulumi.com/patchForce"] == "true"
+        assert patch.depends_on == [f"{K}-ready-{C}-{node}", f"{K}-retire-{C}-{node}"]
+        # No install trigger change: labels are not in config.yaml any more.
+        config = yaml.safe_load(k3s.config_in_install_script(after.named(f"{K}-install-{C}-{node}").inputs["create"]))
+        assert "node-label" not in config
+    # Removing every label still applies the patch (with no labels), which removes ours.
+    cleared = staging(nodePools=[WORKERS])
+    assert changed(before, cleared) == per_node(("labels",), *AGENTS)
+    assert not cleared.named(f"{K}-labels-{C}-workers-1").inputs["metadata"].get("labels")
+
+
+def test_taint_change_reruns_only_the_taint_command(base):
+    before = staging(nodePools=[{**WORKERS, "taints": ["dedicated=ci:NoSchedule"]}])
+    after = staging(nodePools=[{**WORKERS, "taints": ["dedicated=ci:NoExecute"]}])
+    assert changed(before, after) == per_node(("taints",), *AGENTS)
+    script = after.named(f"{K}-taints-{C}-workers-1").inputs["create"]
+    assert "taint node \"$NODE\" dedicated=ci:NoExecute --overwrite" in script
+    assert "keybuzz.io/managed-taints=dedicated=ci:NoExecute" in script  # next run removes what is no longer here
+    assert_valid_bash(script)
+
+
+def test_server_type_change_drains_resizes_and_uncordons_one_node_at_a_time(base):
+    resized = staging(nodePools=[{**WORKERS, "serverType": "cx43"}])
+    servers = {f"{C}-{node}" for node in AGENTS}
+    assert changed(base, resized) == per_node(("drain", "resize", "ready"), *AGENTS) | servers
+    for node in AGENTS:
+        # The server's serverType input changes but is ignored: the resize does the change, gently.
+        assert differing(base, resized, f"{C}-{node}") == {"serverType"}
+        resize = resized.named(f"{K}-resize-{C}-{node}")
+        assert resize.inputs["serverType"] == "cx43" and resize.inputs["upgradeDisk"] is False
+        assert resize.inputs["nodeName"] == f"{C}-{node}"
+        server = resized.named(f"{C}-{node}")
+        assert "serverType" in server.options["ignore_changes"]
+    # drain -> resize -> (install, unchanged) -> ready (wait Ready, uncordon) -> next node's drain.
+    assert deps(resized, "resize", "workers-1") == [f"{K}-drain-{C}-workers-1"]
+    assert deps(resized, "install", "workers-1")[-1] == f"{K}-resize-{C}-workers-1"
+    assert f"{K}-ready-{C}-workers-1" in deps(resized, "drain", "workers-2")
+
+
+def test_control_plane_type_change_resizes_servers_one_at_a_time(base):
+    resized = staging(controlPlane={"count": 3, "serverType": "cx33"})
+    servers = {f"{C}-{node}" for node in SERVERS}
+    assert changed(base, resized) == per_node(("drain", "resize", "ready"), *SERVERS) | servers
+    assert all(differing(base, resized, s) == {"serverType"} for s in servers)
+    assert all("serverType" in resized.named(s).options["ignore_changes"] for s in servers)
+    assert f"{K}-ready-{C}-cp-1" in deps(resized, "drain", "cp-2")
+    assert f"{K}-ready-{C}-cp-2" in deps(resized, "drain", "cp-3")
+
+
+def test_pool_grow_adds_only_the_new_nodes_resources(base):
+    grown = staging(nodePools=[{**WORKERS, "count": 3}])
+    assert added(base, grown) == {f"{C}-workers-3"} | per_node(
+        ("drain", "resize", "install", "ready", "labels", "taints", "retire"), "workers-3"
+    )
+    assert not changed(base, grown) and not removed(base, grown)
+    assert f"{K}-ready-{C}-workers-2" in deps(grown, "drain", "workers-3")
+    assert f"{K}-retire-{C}-workers-2" in deps(grown, "retire", "workers-3")
+
+
+def test_pool_shrink_drains_and_deletes_the_node_before_its_server(base):
+    shrunk = staging(nodePools=[{**WORKERS, "count": 1}])
+    assert removed(base, shrunk) == {f"{C}-workers-2"} | per_node(
+        ("drain", "resize", "install", "ready", "labels", "taints", "retire"), "workers-2"
+    )
+    assert not changed(base, shrunk)
+    # What the engine deletes, it deletes from the before-state: the retire's delete script runs
+    # first because the retire depends on the server.
+    retire = base.named(f"{K}-retire-{C}-workers-2")
+    assert retire.depends_on == [f"{C}-workers-2", f"{K}-retire-{C}-workers-1"]
+    delete = retire.inputs["delete"]
+    assert delete.index("kubectl drain") < delete.index('kubectl delete node "$NODE"')
+    assert retire.options["delete_before_replace"] is True
+    assert_valid_bash(delete)
+
+
+def test_control_plane_3_to_5_joins_the_new_servers_after_the_existing_ones(base):
+    grown = staging(controlPlane={"count": 5, "serverType": "cx23"})
+    new = ("cp-4", "cp-5")
+    assert added(base, grown) == {f"{C}-{n}" for n in new} | per_node(
+        ("drain", "resize", "install", "ready", "labels", "taints", "retire"), *new
+    )
+    # Existing nodes are untouched (the first server's bootstrap peers cover every possible server).
+    assert not changed(base, grown) and not removed(base, grown)
+    assert f"{K}-ready-{C}-cp-3" in deps(grown, "drain", "cp-4")
+    assert f"{K}-ready-{C}-cp-4" in deps(grown, "drain", "cp-5")
+    assert f"{K}-ready-{C}-cp-5" in deps(grown, "drain", "workers-1")  # agents after the last server
+    for node in new:
+        config = yaml.safe_load(k3s.config_in_install_script(grown.named(f"{K}-install-{C}-{node}").inputs["create"]))
+        assert config["server"] == "https://10.0.1.5:6443" and "cluster-init" not in config
+
+
+def retire_chain(run, servers):
+    return {n: run.named(f"{K}-retire-{C}-{n}").depends_on for n in servers}
+
+
+def test_control_plane_5_to_3_removes_one_etcd_member_at_a_time():
+    five = staging(controlPlane={"count": 5, "serverType": "cx23"})
+    three = staging(controlPlane={"count": 3, "serverType": "cx23"})
+    assert removed(five, three) == {f"{C}-cp-4", f"{C}-cp-5"} | per_node(
+        ("drain", "resize", "install", "ready", "labels", "taints", "retire"), "cp-4", "cp-5"
+    )
+    assert not changed(five, three)
+    # cp-5's retire depends on cp-4's: the engine deletes cp-5's first (drain, Node, etcd member gone),
+    # then cp-4's; each depends on its server, which is deleted after it.
+    assert retire_chain(five, ("cp-4", "cp-5")) == {
+        "cp-4": [f"{C}-cp-4", f"{K}-retire-{C}-cp-3"],
+        "cp-5": [f"{C}-cp-5", f"{K}-retire-{C}-cp-4"],
+    }
+    for node, ip in (("cp-4", "10.0.1.13"), ("cp-5", "10.0.1.14")):
+        delete = five.named(f"{K}-retire-{C}-{node}").inputs["delete"]
+        assert f"*https://{ip}:2380*) ;;" in delete  # waits until the member list no longer has it
+        assert_valid_bash(delete)
+
+
+def test_control_plane_3_to_1_removes_two_members_in_turn_and_moves_joins_to_the_first_server(base):
+    one = staging(controlPlane={"count": 1, "serverType": "cx23"})
+    assert {f"{C}-cp-2", f"{C}-cp-3", f"{K}-retire-{C}-cp-2", f"{K}-retire-{C}-cp-3"} <= removed(base, one)
+    assert retire_chain(base, ("cp-2", "cp-3")) == {
+        "cp-2": [f"{C}-cp-2", f"{K}-retire-{C}-cp-1"],
+        "cp-3": [f"{C}-cp-3", f"{K}-retire-{C}-cp-2"],
+    }
+    # The load balancer goes (auto: one server), so the remaining nodes now join through cp-1:
+    # a config change, rolled out node by node like any other.
+    assert changed(base, one) >= per_node(("drain", "install", "ready"), "cp-1", *AGENTS)
+    config = yaml.safe_load(k3s.config_in_install_script(one.named(f"{K}-install-{C}-workers-1").inputs["create"]))
+    assert config["server"] == "https://10.0.1.10:6443"
+    # cp-1 is never retired by a shrink: its retire stays, now as "the only server, nothing to do".
+    retire = one.named(f"{K}-retire-{C}-cp-1")
+    assert "nothing to remove it from" in retire.inputs["delete"] and "kubectl" not in retire.inputs["delete"]
+
+
+def test_a_replaced_first_server_joins_the_running_cluster(base):
+    script = base.named(f"{K}-install-{C}-cp-1").inputs["create"]
+    config = yaml.safe_load(k3s.config_in_install_script(script))
+    assert config["server"] == "https://10.0.1.5:6443" and "cluster-init" not in config
+    # It initialises only with no etcd data and no peer answering on any possible server address or the LB.
+    assert f"if [ -d {k3s.ETCD_DATA_DIR} ] || peer_answers; then" in script
+    peers = " ".join(f"10.0.1.{i}" for i in range(11, 19))
+    assert f"for ip in {peers} 10.0.1.5; do" in script
+    assert_valid_bash(script)
+    # Replacing its server replaces its retire first (triggers on the server id, delete before
+    # replace): the old Node and etcd member go before the new machine joins under the same name.
+    retire = base.named(f"{K}-retire-{C}-cp-1")
+    assert retire.inputs["triggers"] == [base.named(f"{K}-resize-{C}-cp-1").inputs["serverId"]]  # cp-1's id
+    assert retire.options["delete_before_replace"] is True
+    assert retire.depends_on == [f"{C}-cp-1"]
+    assert secret_value(retire.inputs["connection"])["host"] == "203.0.113.11"  # runs on cp-2 (10.0.1.11)...
+    assert "NODE=keybuzz-staging-cp-1" in retire.inputs["delete"]  # ...and removes cp-1
+
+
+def test_a_replaced_server_is_installed_waited_for_labelled_and_tainted_again(base):
+    # A replaced server keeps its name and private IP; only its Hetzner id is sure to change, so every
+    # per-node step that must run again on the new machine carries it.
+    for node in ("cp-2", "workers-1"):
+        server_id = base.named(f"{K}-resize-{C}-{node}").inputs["serverId"]
+        assert f"# keybuzz: hetzner server id {server_id}\n" in base.named(f"{K}-install-{C}-{node}").inputs["create"]
+        assert base.named(f"{K}-taints-{C}-{node}").inputs["triggers"] == [server_id]
+        labels = base.named(f"{K}-labels-{C}-{node}").inputs["metadata"]["annotations"]
+        assert labels["keybuzz.io/server-id"] == server_id
+        assert base.named(f"{K}-retire-{C}-{node}").inputs["triggers"] == [server_id]
+    # ...and so does the rollout fingerprint in drain and ready (version, config, type, server id).
+    from keybuzz.config import project_defaults
+
+    server_id = base.named(f"{K}-resize-{C}-cp-2").inputs["serverId"]
+    config = k3s.config_in_install_script(base.named(f"{K}-install-{C}-cp-2").inputs["create"])
+    expected = k3s.content_hash(project_defaults()["k3sVersion"], config, "cx23", server_id)
+    for step in ("drain", "ready"):
+        assert f"# keybuzz rollout fingerprint: {expected}\n" in base.named(f"{K}-{step}-{C}-cp-2").inputs["update"]
