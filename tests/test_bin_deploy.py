@@ -187,7 +187,7 @@ def _readme_shell_lines():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             command = line.split("#", 1)[0].strip()
             if command:
                 yield command
