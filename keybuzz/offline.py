@@ -88,6 +88,12 @@ def stack_config(
     values.update(OPERATOR_VALUES)
     values.update(stack_doc.get("config") or {})
     values.update(overrides or {})
+    return encode_config(values)
+
+
+def encode_config(values: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Values as the CLI hands them to a program: strings as they are, the rest as JSON; ``secure:``
+    values become a placeholder and are listed as secret keys."""
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in values.items():
@@ -354,17 +360,7 @@ def app_config(project: AppProject, stack_doc: Any) -> tuple[dict[str, str], lis
         raise ProjectError(f"the stack file's `config:` must be a mapping, got {type(stack_values).__name__}")
     values = dict(project.config_defaults)
     values.update({_qualify(project.name, str(k)): v for k, v in stack_values.items()})
-    config: dict[str, str] = {}
-    secret_keys: list[str] = []
-    for key, value in values.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[key] = SECRET_PLACEHOLDER
-            secret_keys.append(key)
-        elif isinstance(value, str):
-            config[key] = value
-        else:
-            config[key] = json.dumps(value)
-    return config, secret_keys
+    return encode_config(values)
 
 
 class _EveryResourceMocks(RecordingMocks):
