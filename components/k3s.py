@@ -99,7 +99,16 @@ class K3sCluster(pulumi.ComponentResource):
             # Its stdout is the admin key: never re-sent through the SSH environment on the next run.
             add_previous_output_in_env=False,
             triggers=[self.installs[first.node.name].id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.api_ready], additional_secret_outputs=["stdout"]),
+            # A replaced cp-1 (new public IP) must not re-run it: its output would be unknown at preview,
+            # and pulumi-kubernetes plans a replacement of the provider (and every object on it) for an
+            # unknown kubeconfig. The file read once stays valid on every server: its CA and the CA that
+            # signed its admin client certificate are the cluster's (K3s keeps them in the datastore).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.api_ready],
+                additional_secret_outputs=["stdout"],
+                ignore_changes=["connection"],
+            ),
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(raw_kubeconfig.stdout, public_api).apply(

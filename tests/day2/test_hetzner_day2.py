@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from harness import PROJECT, ProgramRun, run_program
+from harness import PROJECT, ProgramRun, run_program, secret_value
 from test_resize import TOKEN as TEST_TOKEN
 from test_resize import FakeClock, FakeHetzner
 
@@ -420,3 +420,12 @@ def test_first_preview_of_a_new_stack_with_a_public_load_balancer_succeeds_with_
     (attachment,) = preview.of_type(LB_NETWORK)
     assert attachment.inputs["enablePublicInterface"] is True
     assert len(preview.of_type(SERVER)) == 5
+
+
+def test_the_kubeconfig_is_read_once_and_a_replaced_first_server_does_not_reread_it(lb_public):
+    # Its connection (cp-1's public IP) is ignored: a replaced cp-1 leaves the kubeconfig known at
+    # preview, so through the public LB nothing about the API address changes at all.
+    read = lb_public.named("keybuzz-staging-k3s-kubeconfig")
+    assert read.options["ignore_changes"] == ["connection"]
+    assert secret_value(read.inputs["connection"])["host"] == "203.0.113.10"  # read from cp-1, once
+    assert kubeconfig_server(lb_public) == f"https://{LB_PUBLIC_IP}:6443"  # but no server's address in it
