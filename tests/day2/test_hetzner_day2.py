@@ -429,3 +429,19 @@ def test_the_kubeconfig_is_read_once_and_a_replaced_first_server_does_not_reread
     assert read.options["ignore_changes"] == ["connection"]
     assert secret_value(read.inputs["connection"])["host"] == "203.0.113.10"  # read from cp-1, once
     assert kubeconfig_server(lb_public) == f"https://{LB_PUBLIC_IP}:6443"  # but no server's address in it
+
+
+def test_prod_pool_shrink_would_delete_only_protected_resources_so_the_engine_refuses_it():
+    pool = {"name": "workers", "count": 3, "serverType": "cx43", "labels": {"keybuzz.io/pool": "workers"}}
+    before = run("prod", nodePools=[pool])
+    after = run("prod", nodePools=[pool | {"count": 2}])
+    gone = {r.name for r in before.resources} - {r.name for r in after.resources}
+    removed_server = "keybuzz-prod-workers-3"
+    assert removed_server in gone
+    # Pulumi refuses to delete a resource whose recorded state is protected: the `up` stops there,
+    # with the server (and its Hetzner delete protection) intact. Protection off first, as its own `up`.
+    assert before.named(removed_server).options["protect"] is True
+    assert before.named(removed_server).inputs["deleteProtection"] is True
+    unprotected = run("prod", nodePools=[pool], deletionProtection=False)
+    assert unprotected.named(removed_server).options["protect"] is False
+    assert {r.name for r in unprotected.resources} == {r.name for r in before.resources}
