@@ -36,6 +36,7 @@ class K3sCluster(pulumi.ComponentResource):
 
     token: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    api_address: pulumi.Output[str]  # host of the kubeconfig's server URL (LB public IPv4 or cp-1's)
     provider: k8s.Provider
     api_ready: pulumi.Resource
     joined: list[pulumi.Resource]
@@ -98,19 +99,41 @@ class K3sCluster(pulumi.ComponentResource):
             # Its stdout is the admin key: never re-sent through the SSH environment on the next run.
             add_previous_output_in_env=False,
             triggers=[self.installs[first.node.name].id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.api_ready], additional_secret_outputs=["stdout"]),
+            # A replaced cp-1 (new public IP) must not re-run it: its output would be unknown at preview,
+            # and pulumi-kubernetes plans a replacement of the provider (and every object on it) for an
+            # unknown kubeconfig. The file read once stays valid on every server: its CA and the CA that
+            # signed its admin client certificate are the cluster's (K3s keeps them in the datastore).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.api_ready],
+                additional_secret_outputs=["stdout"],
+                ignore_changes=["connection"],
+            ),
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(raw_kubeconfig.stdout, public_api).apply(
                 lambda args: k3s.kubeconfig_for_operator(args[0], f"https://{args[1]}:{k3s.API_PORT}", cfg.cluster_name)
             )
         )
+        self.api_address = public_api
+        # Through the load balancer, a request may reach any server: wait until every one of them
+        # runs its current config (tls-san with that address included), and the LB is set up.
+        provider_after = (
+            [self.api_ready]
+            if api_host is None
+            else [*(self.ready[n.name] for n in cfg.servers), *self._join_through]
+        )
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             # Server-side apply: the IPPool patch, node labels and other shared objects are merged.
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.api_ready]),
+            # Without it, any change of the kubeconfig's server address (cp-1 replaced, the API moved
+            # to the load balancer) makes pulumi-kubernetes replace the provider, and with it every
+            # Kubernetes object it manages (DiffConfig: "replacement iff the active cluster changes").
+            # With a fixed identifier, only a change of the identifier replaces it.
+            cluster_identifier=cfg.cluster_name,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=provider_after),
         )
         for entry in plan:
             self._declare_node_metadata(entry)

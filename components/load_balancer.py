@@ -1,7 +1,9 @@
-"""The Hetzner Load Balancer in front of the K3s servers' API, on the private network only.
+"""The Hetzner Load Balancer in front of the K3s servers' API: private by default, public on request.
 
-Why private only: Cloud Firewalls do not apply to load balancers, so a public 6443 service would
-open the API to the world past adminCidrs (see keybuzz/hetzner.py, ``api_load_balancer_plan``).
+Why private by default: Cloud Firewalls do not apply to load balancers, so a public 6443 service
+opens the API to the world past adminCidrs (see keybuzz/hetzner.py, ``api_load_balancer_plan``).
+With ``apiLoadBalancer.public`` the public interface is switched on (an in-place update of the
+network attachment); the same TCP 6443 service then answers on the LB's public IPv4 too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pulumi_hcloud as hcloud
 from components.servers import ServerHandle
 from keybuzz.config import ClusterConfig
 from keybuzz.hetzner import ApiLoadBalancerPlan, protection
+from keybuzz.lb_public import LoadBalancerPublicInterface
 
 
 class ApiLoadBalancer(pulumi.ComponentResource):
@@ -21,6 +24,7 @@ class ApiLoadBalancer(pulumi.ComponentResource):
 
     load_balancer: hcloud.LoadBalancer
     attachment: hcloud.LoadBalancerNetwork
+    public_interface: LoadBalancerPublicInterface
     service: hcloud.LoadBalancerService
     targets: list[hcloud.LoadBalancerTarget]
     private_ip: str
@@ -56,7 +60,15 @@ class ApiLoadBalancer(pulumi.ComponentResource):
             subnet_id=subnet.id,
             ip=plan.private_ip,
             enable_public_interface=plan.public_interface,
-            opts=pulumi.ResourceOptions(parent=self),
+            # ForceNew in the provider: a change would replace (detach) the attachment. Creation
+            # takes the configured value; later flips go through ``public_interface`` below.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["enablePublicInterface"]),
+        )
+        self.public_interface = LoadBalancerPublicInterface(
+            f"{name}-public-interface",
+            load_balancer_id=lb_id,
+            enabled=plan.public_interface,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.attachment]),
         )
         self.service = hcloud.LoadBalancerService(
             f"{name}-service",
@@ -82,4 +94,4 @@ class ApiLoadBalancer(pulumi.ComponentResource):
         ]
         self.private_ip = plan.private_ip
         self.public_ip = self.load_balancer.ipv4 if plan.public_interface else None
-        self.register_outputs({"private_ip": self.private_ip})
+        self.register_outputs({"private_ip": self.private_ip, "public_ip": self.public_ip})

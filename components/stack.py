@@ -66,6 +66,8 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
         cfg,
         secrets,
         servers.servers,
+        # apiLoadBalancer.public: the kubeconfig, the provider and apiServer use the LB's public IPv4.
+        api_host=load_balancer.public_ip if load_balancer else None,
         join_through=[load_balancer] if load_balancer else [],
     )
     # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
@@ -100,7 +102,7 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
             }
             for h in servers.servers
         ],
-        "apiServer": pulumi.Output.concat("https://", servers.servers[0].public_ip, ":6443"),
+        "apiServer": pulumi.Output.concat("https://", cluster.api_address, ":6443"),
         "podMtu": calico.mtu,
         "verifiedCommit": checks_passed.apply(lambda ok: _verified_commit(commit, ok, cfg.verify.enabled)),
         "checks": {

@@ -87,10 +87,16 @@ API_LB_PRIVATE_OFFSET = 5
 
 @dataclass(frozen=True)
 class ApiLoadBalancer:
-    """``mode`` auto: on when there is more than one server. ``type`` is a pinned Hetzner LB type."""
+    """``mode`` auto: on when there is more than one server. ``type`` is a pinned Hetzner LB type.
+
+    ``public``: the LB's public interface on, and the kubeconfig, the provider and ``apiServer`` use
+    its public IPv4. Off by default: Cloud Firewalls do not apply to load balancers, so a public LB
+    exposes 6443 to the whole internet (K3s TLS and authentication are then the only protection).
+    """
 
     mode: str
     type: str
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,11 @@ class ClusterConfig:
         """The API load balancer exists: explicitly on, or auto with more than one server."""
         mode = self.api_load_balancer.mode
         return mode == "on" or (mode == "auto" and self.control_plane.count > 1)
+
+    @property
+    def api_lb_public(self) -> bool:
+        """The API is reached through the load balancer's public IPv4 (``apiLoadBalancer.public``)."""
+        return self.api_lb_enabled and self.api_load_balancer.public
 
     @property
     def api_lb_private_ip(self) -> str:
@@ -276,7 +287,7 @@ SHAPES: dict[str, str] = {
     "controlPlane": "an object {count, serverType, upgradeDisk}",
     "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost}",
     "verify.externalUrls": 'a list of http(s) URLs, e.g. ["https://example.com/health"]',
-    "apiLoadBalancer": "an object {mode, type}",
+    "apiLoadBalancer": "an object {mode, type, public}",
 }
 
 
@@ -520,6 +531,8 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
     ingress_version = _string(_require(raw, "ingressNginxVersion"), "ingressNginxVersion")
     if not _SEMVER_RE.match(ingress_version):
         raise ConfigError("ingressNginxVersion", ingress_version, "a pinned chart version such as 4.15.1")
+    api_lb = _api_load_balancer(raw.get("apiLoadBalancer"), defaults.get("apiLoadBalancer") or {})
+    _check_api_load_balancer(api_lb, control_plane.count)
 
     return ClusterConfig(
         stack=stack,
@@ -541,7 +554,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         verify=_verify(_require(raw, "verify"), defaults.get("verify") or {}),
         promotes_from=_promotes_from(raw.get("promotesFrom"), stack),
         allow_unverified_promotion=_bool(raw.get("allowUnverifiedPromotion", False), "allowUnverifiedPromotion"),
-        api_load_balancer=_api_load_balancer(raw.get("apiLoadBalancer"), defaults.get("apiLoadBalancer") or {}),
+        api_load_balancer=api_lb,
         deletion_protection=_bool(raw.get("deletionProtection", False), "deletionProtection"),
         agent_upgrade_batch_size=_batch_size(raw.get("agentUpgradeBatchSize", 1)),
         ingress=_ingress(raw.get("ingress"), defaults.get("ingress") or {}),
@@ -579,14 +592,27 @@ _LB_TYPE_RE = re.compile(r"^lb\d+$")
 
 
 def _api_load_balancer(value: object, defaults: Mapping[str, Any]) -> ApiLoadBalancer:
-    raw = {**defaults, **_object(value if value is not None else {}, "apiLoadBalancer", {"mode", "type"})}
+    raw = {**defaults, **_object(value if value is not None else {}, "apiLoadBalancer", {"mode", "type", "public"})}
     mode = raw.get("mode", "auto")
     if mode not in API_LB_MODES:
         raise ConfigError("apiLoadBalancer.mode", mode, f"one of {', '.join(API_LB_MODES)} (auto: on with >1 server)")
     lb_type = _string(raw.get("type", "lb11"), "apiLoadBalancer.type", "a Hetzner load balancer type such as lb11")
     if not _LB_TYPE_RE.match(lb_type):
         raise ConfigError("apiLoadBalancer.type", lb_type, "a Hetzner load balancer type such as lb11, lb21, lb31")
-    return ApiLoadBalancer(mode=mode, type=lb_type)
+    public = _bool(raw.get("public", False), "apiLoadBalancer.public")
+    return ApiLoadBalancer(mode=mode, type=lb_type, public=public)
+
+
+def _check_api_load_balancer(lb: ApiLoadBalancer, control_plane_count: int) -> None:
+    """``public: true`` needs a load balancer: refused rather than silently falling back to cp-1's IP."""
+    enabled = lb.mode == "on" or (lb.mode == "auto" and control_plane_count > 1)
+    if lb.public and not enabled:
+        raise ConfigError(
+            "apiLoadBalancer.public",
+            True,
+            f"false while the load balancer is off (mode {lb.mode}, controlPlane.count {control_plane_count}); "
+            "set mode: on to keep a public API address with one server",
+        )
 
 
 def _server_type(value: object, key: str, location: str) -> str:

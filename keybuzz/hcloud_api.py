@@ -11,6 +11,11 @@ needs only four endpoints (docs.hetzner.cloud, "Server Actions", "Actions"):
 - ``POST /servers/{id}/actions/poweron``
 - ``GET  /actions/{id}``                    -> ``{"action": {"status": "running|success|error", "error": ...}}``
 
+and, for the API load balancer's public interface (keybuzz/lb_public.py; "Load Balancer Actions"):
+
+- ``GET  /load_balancers/{id}``             -> ``{"load_balancer": {"public_net": {"enabled": ...}}}``
+- ``POST /load_balancers/{id}/actions/enable_public_interface`` (or ``disable_public_interface``)
+
 Errors come back as ``{"error": {"code": "...", "message": "..."}}``. The token is read from
 ``HCLOUD_TOKEN`` in the process that talks to the API (the dynamic provider), never passed as an
 input, so it is never in Pulumi state, diffs or messages. The transport is injectable for tests.
@@ -84,6 +89,13 @@ class HcloudApi:
         return self._call("POST", f"/servers/{server_id}/actions/{action}", body if body is not None else {})[
             "action"
         ]
+
+    def get_load_balancer(self, load_balancer_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/load_balancers/{load_balancer_id}")["load_balancer"]
+
+    def load_balancer_action(self, load_balancer_id: str, action: str) -> dict[str, Any]:
+        """Start a load balancer action without a body (``enable_public_interface``...); returns the action."""
+        return self._call("POST", f"/load_balancers/{load_balancer_id}/actions/{action}", {})["action"]
 
     def get_action(self, action_id: int | str) -> dict[str, Any]:
         return self._call("GET", f"/actions/{action_id}")["action"]

@@ -81,9 +81,13 @@ def protection(cfg: ClusterConfig) -> Protection:
 # Hetzner Cloud Firewalls do not apply to load balancers (Hetzner firewall FAQ, "Can Firewalls be
 # applied to my Hetzner Cloud Load Balancers?"; quoted in hcloud-cloud-controller-manager issue 286
 # and kube-hetzner PR 1097). A public 6443 service would therefore open the Kubernetes API to the
-# world, bypassing adminCidrs. So the load balancer has no public interface: it is the joining
-# nodes' registration address on the private network, and operators and Pulumi keep reaching the
-# API through a server's public IP, where the firewall admits adminCidrs only.
+# world, bypassing adminCidrs. So by default the load balancer has no public interface: it is the
+# joining nodes' registration address on the private network, and operators and Pulumi keep reaching
+# the API through the first server's public IP, where the firewall admits adminCidrs only.
+# ``apiLoadBalancer.public: true`` is the operator's explicit choice of the other trade-off: the
+# public interface on (the one TCP 6443 service then listens on it too), and the kubeconfig, the
+# provider and ``apiServer`` use its public IPv4, so no single server is the API address; the API is
+# then reachable from anywhere, protected by K3s TLS and client authentication only.
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def api_load_balancer_plan(cfg: ClusterConfig) -> ApiLoadBalancerPlan | None:
         load_balancer_type=cfg.api_load_balancer.type,
         location=cfg.location,
         private_ip=cfg.api_lb_private_ip,
-        public_interface=False,
+        public_interface=cfg.api_lb_public,
         listen_port=port,
         destination_port=port,
         # TCP: the LB passes TLS through (each server presents its own certificate with the LB IP in

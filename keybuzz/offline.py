@@ -154,6 +154,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             # Stable across runs too: the private IP's last octet (unique per node) in the documentation range.
             private = (args.inputs.get("networks") or [{}])[0].get("ip", "0.0.0.1")
             state["ipv4Address"] = f"203.0.113.{private.rsplit('.', 1)[-1]}"
+        elif args.typ == "hcloud:index/loadBalancer:LoadBalancer":
+            # Hetzner assigns a public IPv4 to every load balancer (used when its interface is on).
+            state["ipv4"] = "198.51.100.5"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = "x" * int(args.inputs.get("length", 16))
         elif args.typ.startswith(CHECK_TYPE_PREFIX):

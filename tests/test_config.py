@@ -268,6 +268,16 @@ def test_every_other_key_refuses_a_bad_value_by_name(overrides, key, value):
     assert str(err).startswith(f"config '{key}' = ")
 
 
+def test_api_load_balancer_public_is_off_by_default_and_needs_the_load_balancer():
+    three = {"controlPlane": {"count": 3, "serverType": "cx23"}}
+    private = parse_config(raw_config(**three), "dev", project_defaults())
+    assert (private.api_load_balancer.public, private.api_lb_public) == (False, False)
+    public = parse_config(raw_config(**three, apiLoadBalancer={"public": "true"}), "dev", project_defaults())
+    assert (public.api_load_balancer.mode, public.api_lb_public) == ("auto", True)  # per-field merge
+    one = parse_config(raw_config(apiLoadBalancer={"mode": "on", "public": True}), "dev", project_defaults())
+    assert one.api_lb_public is True  # mode on keeps a public address with a single server
+
+
 def test_api_load_balancer_defaults_to_auto_on_with_several_servers():
     one = parse_config(raw_config(), "dev", project_defaults())
     three = parse_config(raw_config(controlPlane={"count": 3, "serverType": "cx23"}), "dev", project_defaults())
@@ -282,6 +292,10 @@ def test_api_load_balancer_defaults_to_auto_on_with_several_servers():
         ({"apiLoadBalancer": {"mode": "yes"}}, "apiLoadBalancer.mode", "yes"),
         ({"apiLoadBalancer": {"type": "big"}}, "apiLoadBalancer.type", "big"),
         ({"apiLoadBalancer": {"mode": "on", "size": 1}}, "apiLoadBalancer", None),
+        ({"apiLoadBalancer": {"mode": "on", "public": "yes"}}, "apiLoadBalancer.public", "yes"),
+        # dev has one server: auto means no load balancer, so there is no public address to use.
+        ({"apiLoadBalancer": {"public": True}}, "apiLoadBalancer.public", True),
+        ({"apiLoadBalancer": {"mode": "off", "public": True}}, "apiLoadBalancer.public", True),
         ({"deletionProtection": "maybe"}, "deletionProtection", "maybe"),
         ({"agentUpgradeBatchSize": 0}, "agentUpgradeBatchSize", 0),
         ({"agentUpgradeBatchSize": 11}, "agentUpgradeBatchSize", 11),

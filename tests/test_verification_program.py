@@ -124,8 +124,8 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     run = run_program("staging")
     blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources if "__provider" in r.inputs}
     # the checks, the critical-config guard, the promotion gate, the ingress edge guard, the deployed-stack
-    # guard, and one server-type change per node (3 servers + 2 workers)
-    assert len(blobs) == len(CHECK_NAMES) + 4 + 5
+    # guard, one server-type change per node (3 servers + 2 workers), the API LB's public-interface switch
+    assert len(blobs) == len(CHECK_NAMES) + 4 + 5 + 1
     done = subprocess.run(
         [sys.executable, "-c", FRESH],
         input=json.dumps(blobs),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from typing import Any
 
 import pytest
-from harness import PROJECT, ProgramRun, run_program
+from harness import PROJECT, ProgramRun, run_program, secret_value
 from test_resize import TOKEN as TEST_TOKEN
 from test_resize import FakeClock, FakeHetzner
 
@@ -265,3 +266,182 @@ def test_api_load_balancer_component_exposes_its_addresses():
     })
     assert program.outputs["lbPrivateIp"] == "10.0.1.5"
     assert program.outputs["lbPublicIpIsNone"] is True
+
+
+# --- API load balancer: public off -> on ---------------------------------------------------------
+
+LB_PUBLIC_IP = "198.51.100.5"  # the mock engine's LB IPv4 (keybuzz/offline.py)
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+STAGING_SERVERS = ("cp-1", "cp-2", "cp-3")
+STAGING_AGENTS = ("workers-1", "workers-2")
+
+
+def user_inputs(resource: Any) -> dict[str, Any]:
+    return {k: v for k, v in resource.inputs.items() if not k.startswith("__")}  # __provider: pickled code
+
+
+def changed_inputs(before: ProgramRun, after: ProgramRun) -> dict[str, set[str]]:
+    """Resource name -> the input keys that differ, for every resource in both runs."""
+    old, new = {r.name: user_inputs(r) for r in before.resources}, {r.name: user_inputs(r) for r in after.resources}
+    diff = {name: {k for k in old[name].keys() | new[name].keys() if old[name].get(k) != new[name].get(k)}
+            for name in old.keys() & new.keys()}
+    return {name: keys for name, keys in diff.items() if keys}
+
+
+def kubeconfig_server(program: ProgramRun) -> str:
+    import yaml
+
+    doc = yaml.safe_load(program.outputs["kubeconfig"])
+    return doc["clusters"][0]["cluster"]["server"]
+
+
+def rendered_sans(program: ProgramRun, node: str) -> list[str]:
+    """The tls-san list in a server's install script (the config.yaml it writes)."""
+    import re
+
+    script = program.named(f"keybuzz-staging-k3s-install-keybuzz-staging-{node}").inputs["create"]
+    block = re.search(r"tls-san:\n((?:- .*\n)+)", script)
+    assert block, node
+    return [line[2:].strip("'\"") for line in block.group(1).splitlines()]
+
+
+@pytest.fixture(scope="module")
+def lb_private() -> ProgramRun:
+    return run("staging")
+
+
+@pytest.fixture(scope="module")
+def lb_public() -> ProgramRun:
+    return run("staging", apiLoadBalancer={"public": True})
+
+
+def test_api_load_balancer_public_on_moves_the_api_address_and_replaces_nothing(lb_private, lb_public):
+    before, after = lb_private, lb_public
+    per_run = changed_inputs(before, run("staging"))  # what changes on every run (run ids, re-checks)
+    changes = changed_inputs(before, after)
+    k3s = "keybuzz-staging-k3s"
+    servers_restart = {f"{k3s}-{step}-keybuzz-staging-{n}" for step in ("drain", "install", "ready")
+                       for n in STAGING_SERVERS}
+    expected = {"keybuzz-staging-api-lb-network", "keybuzz-staging-api-lb-public-interface", f"{k3s}-k8s",
+                *servers_restart}
+    assert set(changes) - set(per_run) == expected
+    # What also changes on every run only picks up the new kubeconfig (the checks talk to the API).
+    for name in set(changes) & set(per_run):
+        assert changes[name] <= per_run[name] | {"kubeconfig"}, name
+    assert {r.name for r in before.resources} == {r.name for r in after.resources}  # nothing added or removed
+    # The interface is switched in place; the attachment ignores its force-new field.
+    attachment = after.named("keybuzz-staging-api-lb-network")
+    assert changes["keybuzz-staging-api-lb-network"] == {"enablePublicInterface"}
+    assert attachment.options["ignore_changes"] == ["enablePublicInterface"]
+    assert attachment.inputs["ip"] == before.named("keybuzz-staging-api-lb-network").inputs["ip"] == "10.0.1.5"
+    switch = after.named("keybuzz-staging-api-lb-public-interface")
+    assert (before.named(switch.name).inputs["enabled"], switch.inputs["enabled"]) == (False, True)
+    assert switch.depends_on == ["keybuzz-staging-api-lb-network"]
+    # The one TCP 6443 service and the targets are untouched; no server is replaced or changed.
+    for type_token in (LB_SERVICE, LB_TARGET, LOAD_BALANCER, SERVER):
+        assert all(r.name not in changes for r in after.of_type(type_token)), type_token
+    # The kubeconfig, the provider and apiServer use the LB's public IPv4; the provider is updated,
+    # not replaced (its clusterIdentifier is fixed).
+    assert kubeconfig_server(before) == "https://203.0.113.10:6443"  # cp-1's public IP
+    assert kubeconfig_server(after) == f"https://{LB_PUBLIC_IP}:6443"
+    assert (before.outputs["apiServer"], after.outputs["apiServer"]) == (
+        "https://203.0.113.10:6443", f"https://{LB_PUBLIC_IP}:6443")
+    (provider,) = after.of_type(K8S_PROVIDER)
+    assert changes[provider.name] == {"kubeconfig"}
+    assert provider.inputs["clusterIdentifier"] == before.named(provider.name).inputs["clusterIdentifier"] == (
+        "keybuzz-staging")
+    # Through the LB any server may answer: the provider waits for every server and for the LB.
+    assert provider.depends_on == [f"{k3s}-ready-keybuzz-staging-{n}" for n in STAGING_SERVERS] + [
+        "keybuzz-staging-api-lb"]
+    assert before.named(provider.name).depends_on == [f"{k3s}-ready-keybuzz-staging-cp-1"]
+
+
+def test_api_load_balancer_public_on_adds_its_ip_to_tls_san_restarting_servers_one_at_a_time(lb_private, lb_public):
+    for node in STAGING_SERVERS:
+        assert rendered_sans(lb_public, node) == [*rendered_sans(lb_private, node), LB_PUBLIC_IP]
+    # Agents do not serve the API: their config, and so their K3s, stay as they are.
+    for node in STAGING_AGENTS:
+        for step in ("drain", "install", "ready"):
+            name = f"keybuzz-staging-k3s-{step}-keybuzz-staging-{node}"
+            assert user_inputs(lb_public.named(name)) == user_inputs(lb_private.named(name)), name
+    # One server at a time: a server's drain waits for the previous server to be Ready again.
+    k3s = "keybuzz-staging-k3s"
+    for previous, current in zip(STAGING_SERVERS, STAGING_SERVERS[1:], strict=False):
+        drain = lb_public.named(f"{k3s}-drain-keybuzz-staging-{current}")
+        assert f"{k3s}-ready-keybuzz-staging-{previous}" in drain.depends_on
+        assert "kubectl drain" in drain.inputs["update"]
+
+
+def test_the_public_interface_is_switched_by_hetzner_actions_and_never_replaced(monkeypatch):
+    from keybuzz import lb_public
+
+    provider_diff = lb_public.PublicInterfaceProvider().diff(
+        "id", {"loadBalancerId": "7", "enabled": False}, {"loadBalancerId": "7", "enabled": True})
+    assert (provider_diff.changes, provider_diff.replaces) == (True, [])
+    calls: list[tuple[str, str]] = []
+    state = {"enabled": False}
+
+    def hetzner(method, url, headers, body, timeout):
+        path = url.split("/v1", 1)[1]
+        calls.append((method, path))
+        if method == "GET" and path == "/load_balancers/7":
+            return 200, json.dumps({"load_balancer": {"id": 7, "public_net": {"enabled": state["enabled"]}}}).encode()
+        if method == "POST" and path.endswith("_public_interface"):
+            state["enabled"] = path.endswith("/enable_public_interface")
+            return 201, b'{"action": {"id": 3, "status": "running"}}'
+        if path == "/actions/3":
+            return 200, b'{"action": {"id": 3, "status": "success"}}'
+        raise AssertionError(path)
+
+    monkeypatch.setenv("HCLOUD_TOKEN", TEST_TOKEN)
+    clock = FakeClock()
+    provider = lb_public.PublicInterfaceProvider(transport=hetzner, clock=clock)
+    provider.update("id", {"loadBalancerId": "7", "enabled": False}, {"loadBalancerId": "7", "enabled": True})
+    assert calls == [("GET", "/load_balancers/7"), ("POST", "/load_balancers/7/actions/enable_public_interface"),
+                     ("GET", "/actions/3")]
+    assert state["enabled"] is True
+    calls.clear()
+    provider.update("id", {"loadBalancerId": "7", "enabled": True}, {"loadBalancerId": "7", "enabled": False})
+    assert calls[1] == ("POST", "/load_balancers/7/actions/disable_public_interface") and state["enabled"] is False
+    # Off at creation: no API call at all (the attachment was created private); on: read, then switch.
+    calls.clear()
+    provider.create({"loadBalancerId": "7", "enabled": False})
+    assert calls == []
+    provider.create({"loadBalancerId": "7", "enabled": True})
+    assert [c[1] for c in calls] == ["/load_balancers/7", "/load_balancers/7/actions/enable_public_interface",
+                                     "/actions/3"]
+
+
+def test_first_preview_of_a_new_stack_with_a_public_load_balancer_succeeds_with_unknown_ips():
+    preview = run_program("staging", preview=True,
+                          overrides={f"{PROJECT}:apiLoadBalancer": {"public": True}})
+    assert {"kubeconfig", "apiServer"} <= preview.unknown_outputs
+    assert "kubeconfig" in preview.secret_outputs
+    (attachment,) = preview.of_type(LB_NETWORK)
+    assert attachment.inputs["enablePublicInterface"] is True
+    assert len(preview.of_type(SERVER)) == 5
+
+
+def test_the_kubeconfig_is_read_once_and_a_replaced_first_server_does_not_reread_it(lb_public):
+    # Its connection (cp-1's public IP) is ignored: a replaced cp-1 leaves the kubeconfig known at
+    # preview, so through the public LB nothing about the API address changes at all.
+    read = lb_public.named("keybuzz-staging-k3s-kubeconfig")
+    assert read.options["ignore_changes"] == ["connection"]
+    assert secret_value(read.inputs["connection"])["host"] == "203.0.113.10"  # read from cp-1, once
+    assert kubeconfig_server(lb_public) == f"https://{LB_PUBLIC_IP}:6443"  # but no server's address in it
+
+
+def test_prod_pool_shrink_would_delete_only_protected_resources_so_the_engine_refuses_it():
+    pool = {"name": "workers", "count": 3, "serverType": "cx43", "labels": {"keybuzz.io/pool": "workers"}}
+    before = run("prod", nodePools=[pool])
+    after = run("prod", nodePools=[pool | {"count": 2}])
+    gone = {r.name for r in before.resources} - {r.name for r in after.resources}
+    removed_server = "keybuzz-prod-workers-3"
+    assert removed_server in gone
+    # Pulumi refuses to delete a resource whose recorded state is protected: the `up` stops there,
+    # with the server (and its Hetzner delete protection) intact. Protection off first, as its own `up`.
+    assert before.named(removed_server).options["protect"] is True
+    assert before.named(removed_server).inputs["deleteProtection"] is True
+    unprotected = run("prod", nodePools=[pool], deletionProtection=False)
+    assert unprotected.named(removed_server).options["protect"] is False
+    assert {r.name for r in unprotected.resources} == {r.name for r in before.resources}
