@@ -75,15 +75,15 @@ with socket.socket() as ctl:
     fcntl.ioctl(ctl, 0x8914, struct.pack("16sh", b"lo", flags | 1))
 
 
-def listener(family, uid):
-    # As nginx (AF_INET 0.0.0.0, reuseport) or Traefik/Go (AF_INET6 [::] dual-stack, reuseport).
-    if uid:
+def listener(family, uid, v6only=0):
+    # As nginx (0.0.0.0:80 and [::]:80 ipv6only, reuseport) or Traefik/Go ([::]:80 dual-stack, reuseport).
+    if uid and os.getuid() != uid:
         os.setgid(uid)
         os.setuid(uid)  # from root: every capability is dropped here
     s = socket.socket(family)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
     s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 80))
     return s
 
@@ -113,20 +113,25 @@ def bind_only(family, uid):
     return out
 
 
-def server(family, name):
-    # Serves its name; on SIGTERM it closes its listening socket at the next connection, answers it and
-    # exits, as nginx's graceful quit closes the listeners before finishing what it accepted.
+def server(family, name, nginx=False):
+    # Serves its name; on SIGTERM it closes its listening socket(s) at the next connection, answers it
+    # and exits, as nginx's graceful quit closes the listeners before finishing what it accepted.
     def run(w):
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
         s = listener(family, UID)
         s.listen(128)
+        if nginx:  # nginx also holds [::]:80 ipv6only=on (its default) beside 0.0.0.0:80
+            s6 = listener(socket.AF_INET6, UID, v6only=1)
+            s6.listen(128)
         os.write(w, b"up\n")
         os.close(w)
         for _ in range(10 * CONNECTIONS):
             c, _ = s.accept()
             if stop:
                 s.close()
+                if nginx:
+                    s6.close()
             c.sendall(name.encode())
             c.close()
             if stop:
@@ -139,7 +144,7 @@ def server(family, name):
 out = {"before_sysctl": bind_only(socket.AF_INET, UID)}
 with open(SYSCTL, "w") as f:
     f.write("80")
-a = server(socket.AF_INET, "A")   # ingress-nginx
+a = server(socket.AF_INET, "A", nginx=True)  # ingress-nginx
 b = server(socket.AF_INET6, "B")  # Traefik, joining beside it
 out["root_joins"] = [bind_only(socket.AF_INET6, 0), bind_only(socket.AF_INET, 0)]
 answers, failures = [], []
@@ -174,7 +179,8 @@ def test_uid_101_traefik_takes_port_80_from_uid_101_nginx_with_no_refused_connec
     assert out["before_sysctl"] == "EACCES"
     # ... a root process cannot join the uid-101 sockets, whatever the family ...
     assert out["root_joins"] == ["EADDRINUSE", "EADDRINUSE"]
-    # ... and 300 connections, while the first listener quits at the 100th, all get an answer.
+    # ... a uid-101 dual-stack [::]:80 (Traefik) joined nginx's 0.0.0.0:80 and [::]:80 ipv6only (the
+    # servers started), and 300 connections, while the first listener quits at the 100th, all get an answer.
     assert out["failures"] == []
     assert len(out["answers"]) == 300
     assert out["a_exited"]
