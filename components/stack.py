@@ -73,7 +73,7 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
     # New on every run: what is re-asserted or re-checked on every `pulumi up` keys on it.
     run_id = uuid.uuid4().hex
     calico = CalicoNetwork(f"{cfg.cluster_name}-calico", cfg, cluster.provider, cluster.joined, run_id)
-    ingress = Edge(cfg, cluster.provider, calico.ready, cluster.kubeconfig, run_id)
+    ingress = Edge(cfg, cluster.provider, calico.ready, secrets, servers.servers)
     verification = None
     if cfg.verify.enabled:
         verification = OverlayVerification(

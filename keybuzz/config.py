@@ -580,7 +580,7 @@ def _ingress(value: object, defaults: Mapping[str, Any]) -> IngressConfig:
         raise ConfigError("ingress.imageTag", tag, "a pinned Traefik release v3.6.0 or newer (the NGINX provider)")
     migration = raw.get("migration") or ""
     if migration not in MIGRATION_PHASES:
-        raise ConfigError("ingress.migration", migration, "'' (none), 'trial' or 'swap'")
+        raise ConfigError("ingress.migration", migration, "'' (none), 'trial', 'overlap' or 'retire'")
     if migration and controller == INGRESS_NGINX:
         raise ConfigError(
             "ingress.migration", migration, "only with ingress.controller: traefik (it is a step towards Traefik)"

@@ -23,8 +23,8 @@ INGRESS_CLASS = "nginx"
 def ingress_nginx_values(retired: bool = False) -> dict[str, Any]:
     """Helm values: one controller per node, bound to the node's ports 80/443, no load balancer.
 
-    ``retired`` (the swap step of a switch to Traefik): the DaemonSet is scheduled on no node, so its
-    pods stop and free 80/443 before Traefik moves there; the release itself goes in the next step.
+    ``retired`` (the retire step of a switch to Traefik): the DaemonSet is scheduled on no node, so its
+    pods leave 80/443 to the Traefik already listening there beside them; the release goes in the next step.
     Every key exists in the chart's values.yaml (4.15 line); the tests pin each one.
     """
     values: dict[str, Any] = {
@@ -78,31 +78,41 @@ CONTROLLERS = (TRAEFIK, INGRESS_NGINX)
 NGINX_CONTROLLER_CLASS = "k8s.io/ingress-nginx"
 
 # Switching an existing stack (README, "Switching ingress-nginx -> Traefik"): both controllers are on the
-# host network and cannot bind the same port (ingress-nginx's nginx runs as uid 101, Traefik as root:
-# SO_REUSEPORT only shares a port between sockets of the same effective uid), so Traefik first runs
-# beside ingress-nginx on other ports, is checked there, then takes 80/443 once ingress-nginx is gone.
+# host network. SO_REUSEPORT lets two sockets share a port only when both set it and belong to the same
+# effective uid: ingress-nginx's nginx listens with `reuseport` (ConfigMap `reuse-port`, default true) as
+# uid 101 (chart `controller.image.runAsUser`), so Traefik runs as uid 101 too and joins 80/443 beside it
+# (tests/test_reuseport_premise.py proves the hand-over on the kernel). Each step keeps a listener on :80.
 MIGRATION_TRIAL = "trial"  # ingress-nginx unchanged on 80/443; Traefik on TRIAL_PORTS, checked there
-MIGRATION_SWAP = "swap"  # ingress-nginx's DaemonSet scaled to no node, then Traefik rolls onto 80/443
-MIGRATION_PHASES = ("", MIGRATION_TRIAL, MIGRATION_SWAP)
+MIGRATION_OVERLAP = "overlap"  # Traefik joins 80/443 beside the unchanged ingress-nginx
+MIGRATION_RETIRE = "retire"  # ingress-nginx scheduled on no node; Traefik alone on 80/443, the class handed over
+MIGRATION_PHASES = ("", MIGRATION_TRIAL, MIGRATION_OVERLAP, MIGRATION_RETIRE)
 
 EDGE_PORTS = {"web": 80, "websecure": 443}
 # Not 8443: ingress-nginx's admission webhook already listens there on the host network.
 TRIAL_PORTS = {"web": 8000, "websecure": 8444}
 
+TRIAL, OVERLAP, RETIRE = (f"{TRAEFIK}-{m}" for m in (MIGRATION_TRIAL, MIGRATION_OVERLAP, MIGRATION_RETIRE))
+# What the ingress check names while both controllers hold :80: over IPv4 the kernel prefers nginx's
+# AF_INET socket to Traefik's dual-stack one, so the probe is answered by ingress-nginx until it leaves.
+OVERLAP_PROBE_NAME = "ingress-nginx (Traefik beside it on :80)"
+
 
 def edge_state(controller: str, migration: str) -> str:
-    """One word for what runs on the nodes: ingress-nginx, traefik-trial, traefik-swap or traefik."""
+    """One word for what runs on the nodes: ingress-nginx, traefik-trial, traefik-overlap, traefik-retire, traefik."""
     if controller == INGRESS_NGINX:
         return INGRESS_NGINX
     return f"{TRAEFIK}-{migration}" if migration else TRAEFIK
 
 
-# Moves that never leave :80 unserved for longer than one controller's restart; everything else is refused.
+# Moves in which every node keeps a listener on :80/:443 throughout; everything else is refused.
 ALLOWED_MOVES = {
-    (INGRESS_NGINX, "traefik-trial"),  # Traefik added on the trial ports
-    ("traefik-trial", INGRESS_NGINX),  # roll back: Traefik removed, ingress-nginx never stopped
-    ("traefik-trial", "traefik-swap"),  # Traefik proven on every node: ingress-nginx retired, Traefik on 80/443
-    ("traefik-swap", TRAEFIK),  # the empty ingress-nginx release removed
+    (INGRESS_NGINX, TRIAL),  # Traefik added on the trial ports
+    (TRIAL, INGRESS_NGINX),  # roll back: Traefik removed, ingress-nginx never stopped
+    (TRIAL, OVERLAP),  # Traefik proven on every node: it joins 80/443 beside ingress-nginx (SO_REUSEPORT)
+    (OVERLAP, TRIAL),  # roll back: Traefik back to the trial ports, ingress-nginx never stopped
+    (OVERLAP, INGRESS_NGINX),  # roll back: Traefik removed, ingress-nginx never stopped
+    (OVERLAP, RETIRE),  # ingress-nginx leaves; the kernel hands new connections to Traefik's sockets
+    (RETIRE, TRAEFIK),  # the empty ingress-nginx release removed
 }
 
 
@@ -115,15 +125,17 @@ def refuse_move(old: str | None, new: str) -> str | None:
         return None
     steps = {
         INGRESS_NGINX: "ingress.migration: trial (Traefik beside ingress-nginx on ports 8000/8444)",
-        "traefik-trial": "ingress.migration: swap (ingress-nginx retired, Traefik moves to 80/443)",
-        "traefik-swap": "ingress.migration removed (ingress.controller: traefik alone)",
+        TRIAL: "ingress.migration: overlap (Traefik joins ingress-nginx on 80/443), or back to ingress-nginx",
+        OVERLAP: "ingress.migration: retire (ingress-nginx leaves 80/443 to Traefik), or back to trial",
+        RETIRE: "ingress.migration removed (ingress.controller: traefik alone)",
     }
     nxt = steps.get(old)
     how = f"the next step from '{old}' is {nxt}" if nxt else f"'{old}' is the end state; there is no way back in place"
     return (
-        f"ingress change '{old}' -> '{new}' refused: both controllers bind the nodes' host ports, so a direct "
-        f"switch would leave nodes with nothing on :80/:443 or crash the new controller on a taken port. "
-        f"Go one step per `bin/deploy <stack> up`: {how} (README, 'Switching ingress-nginx -> Traefik')."
+        f"ingress change '{old}' -> '{new}' refused: it would skip a step of the switch, so a node could be left "
+        f"with nothing on :80/:443, a controller never checked would take the traffic, or the IngressClass `nginx` "
+        f"would be claimed twice. Go one step per `bin/deploy <stack> up`: {how} "
+        f"(README, 'Switching ingress-nginx -> Traefik')."
     )
 
 
@@ -134,10 +146,8 @@ class EdgePlan:
     state: str
     nginx: bool  # the ingress-nginx release exists
     nginx_retired: bool  # ... scheduled on no node, without its IngressClass and webhook
-    wait_drained: bool  # wait until its controller pods are gone before Traefik moves
-    traefik: bool  # the Traefik release exists
+    traefik: bool  # the Traefik release exists (as uid 101, needing EdgeNodeSysctl on every node)
     traefik_ports: dict[str, int]  # its web/websecure host ports
-    traefik_all_nodes_at_once: bool  # maxSurge 100% (the swap step) instead of one node at a time
     ingress_class: bool  # the program declares IngressClass `nginx` (else ingress-nginx's chart does)
     probe_controller: str  # what the ingress check names ...
     probe_port: int  # ... and where it probes it
@@ -146,19 +156,11 @@ class EdgePlan:
 def edge_plan(controller: str, migration: str) -> EdgePlan:
     """The resources of each step of the edge, as data (README, 'Switching ingress-nginx -> Traefik')."""
     state = edge_state(controller, migration)
+    web = EDGE_PORTS["web"]
     if state == INGRESS_NGINX:
-        return EdgePlan(state, True, False, False, False, {}, False, False, INGRESS_NGINX, EDGE_PORTS["web"])
-    trial, swap = state == f"{TRAEFIK}-{MIGRATION_TRIAL}", state == f"{TRAEFIK}-{MIGRATION_SWAP}"
-    ports = dict(TRIAL_PORTS if trial else EDGE_PORTS)
-    return EdgePlan(
-        state=state,
-        nginx=trial or swap,
-        nginx_retired=swap,
-        wait_drained=swap,
-        traefik=True,
-        traefik_ports=ports,
-        traefik_all_nodes_at_once=swap,
-        ingress_class=not trial,
-        probe_controller=TRAEFIK,
-        probe_port=ports["web"],
-    )
+        return EdgePlan(state, True, False, False, {}, False, INGRESS_NGINX, web)
+    if state == TRIAL:
+        return EdgePlan(state, True, False, True, dict(TRIAL_PORTS), False, TRAEFIK, TRIAL_PORTS["web"])
+    if state == OVERLAP:
+        return EdgePlan(state, True, False, True, dict(EDGE_PORTS), False, OVERLAP_PROBE_NAME, web)
+    return EdgePlan(state, state == RETIRE, state == RETIRE, True, dict(EDGE_PORTS), True, TRAEFIK, web)

@@ -28,19 +28,21 @@ TRAEFIK_RELEASE = "traefik"
 # Firewall opens 80/443 alone on the public interface).
 PING_PORT = 8080  # entrypoint `traefik`: /ping for the kubelet probes; the API/dashboard is off
 METRICS_PORT = 9100  # entrypoint `metrics`: Prometheus /metrics
+# ingress-nginx's uid (chart 4.15: controller.image.runAsUser 101; its runAsGroup 82 does not matter to
+# SO_REUSEPORT, which compares uids only).
+EDGE_UID = 101
+EDGE_GID = 101
+# Lowest port a process without CAP_NET_BIND_SERVICE may bind in the nodes' (host) network namespace.
+UNPRIVILEGED_PORT_START = 80
+SYSCTL_DROP_IN = "/etc/sysctl.d/90-keybuzz-edge.conf"
 
 
-def traefik_values(
-    image_tag: str = TRAEFIK_IMAGE_TAG, ports: dict[str, int] | None = None, all_nodes_at_once: bool = False
-) -> dict[str, Any]:
+def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, ports: dict[str, int] | None = None) -> dict[str, Any]:
     """Helm values: one Traefik per node on the host network, serving IngressClass `nginx` only.
 
     ``ports``: web/websecure host ports, 80/443 unless a switch's trial step puts Traefik on 8000/8444
-    beside a running ingress-nginx. ``all_nodes_at_once``: the swap step, where Traefik moves to 80/443
-    after ingress-nginx left them: every node gets its new pod at once (maxSurge 100%) instead of one
-    node after the other, so no node waits for the others with nothing on :80. The update strategy is
-    not part of the pod template, so setting it back afterwards restarts nothing.
-    Every key exists in the chart's values.yaml (37.4.0); the tests hold each one to it.
+    beside a running ingress-nginx. Every key exists in the chart's values.yaml (37.4.0); the tests hold
+    each one to it.
     """
     ports = ports or EDGE_PORTS
     return {
@@ -51,18 +53,16 @@ def traefik_values(
         # hostPort == port on the host network; leaving it unset declares none).
         "hostNetwork": True,
         # A new pod starts beside the old one before the old one stops (reusePort below lets both bind
-        # the same ports), so a Traefik upgrade leaves no node without a listener.
-        "updateStrategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "100%" if all_nodes_at_once else 1},
-        },
+        # the same ports: same uid), so a Traefik upgrade leaves no node without a listener.
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "ports": {
             "web": {"port": ports["web"], "expose": {"default": True}, "exposedPort": 80},
             "websecure": {"port": ports["websecure"], "expose": {"default": True}, "exposedPort": 443},
             "traefik": {"port": PING_PORT, "expose": {"default": False}},
             "metrics": {"port": METRICS_PORT, "expose": {"default": False}},
         },
-        # SO_REUSEPORT on every entrypoint: the surge pod binds the same host ports as the old one.
+        # SO_REUSEPORT on every entrypoint: the surge pod binds the same host ports as the old one, and
+        # during a switch Traefik binds 80/443 beside ingress-nginx's nginx (same uid, below).
         "additionalArguments": [f"--entryPoints.{name}.reusePort=true" for name in ("web", "websecure",
                                                                                      "traefik", "metrics")],
         # In-cluster clients only; the nodes' own addresses are the public entry.
@@ -94,15 +94,18 @@ def traefik_values(
         # Every node, servers included, whatever their taints (as ingress-nginx): the ingress check
         # expects a listener on each node.
         "tolerations": [{"operator": "Exists"}],
-        # Ports below 1024 on the host network need CAP_NET_BIND_SERVICE in the effective set. The
-        # official image has no file capability on the binary, so a non-root user never gets it
-        # (traefik/traefik-library-image#51): run as uid 0 with every other capability dropped.
+        # uid 101, ingress-nginx's (chart 4.15 controller.image.runAsUser): SO_REUSEPORT shares a port
+        # only between sockets of one effective uid, so this is what lets Traefik join ingress-nginx on
+        # 80/443 during a switch (tests/test_reuseport_premise.py). With no capability at all: ports
+        # 80/443 are bindable because every node sets net.ipv4.ip_unprivileged_port_start=80
+        # (node_sysctl_script; Kubernetes gives a non-root container no ambient capabilities and the
+        # image's binary carries no file capability, traefik/traefik-library-image#51).
         "securityContext": {
             "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+            "capabilities": {"drop": ["ALL"]},
             "readOnlyRootFilesystem": True,
         },
-        "podSecurityContext": {"runAsGroup": 0, "runAsNonRoot": False, "runAsUser": 0},
+        "podSecurityContext": {"runAsGroup": EDGE_GID, "runAsNonRoot": True, "runAsUser": EDGE_UID},
         # No call home from a production edge.
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
     }
@@ -125,3 +128,30 @@ def host_ports(trial: bool = False) -> dict[str, int]:
     """Every port Traefik binds on each node's host network, by entrypoint."""
     ports = TRIAL_PORTS if trial else EDGE_PORTS
     return {**ports, "traefik": PING_PORT, "metrics": METRICS_PORT}
+
+
+def node_sysctl_script() -> str:
+    """Let uid-101 Traefik bind 80/443 on the host network: a sysctl drop-in, applied now and at every boot.
+
+    Idempotent (the file is rewritten only when it differs; the value set is the same every time) and
+    bounded (no loop, no network). Only this file is applied (`sysctl -p FILE`), not `sysctl --system`,
+    which would re-apply every drop-in and could undo what K3s or Calico set at runtime.
+    Trade-off: any process in the host network namespace may then bind ports 80..1023 without
+    privilege (README, "The edge"); ports below 80 (SSH on 22, DNS on 53) stay privileged.
+    """
+    line = f"net.ipv4.ip_unprivileged_port_start = {UNPRIVILEGED_PORT_START}"
+    return "\n".join([
+        "#!/usr/bin/env bash",
+        "set -euo pipefail",
+        f"conf={SYSCTL_DROP_IN}",
+        f"want='{line}'",
+        "# Written by keybuzz-k3s (keybuzz/traefik.py): Traefik runs as uid 101 with no capability.",
+        'if [ "$(grep -v \'^#\' "$conf" 2>/dev/null || true)" != "$want" ]; then',
+        '  printf \'# keybuzz-k3s: uid-101 Traefik binds 80/443 (README, The edge)\\n%s\\n\' "$want" > "$conf.tmp"',
+        '  mv -f "$conf.tmp" "$conf"',
+        "fi",
+        'sysctl -q -p "$conf"',
+        f'test "$(sysctl -n net.ipv4.ip_unprivileged_port_start)" = {UNPRIVILEGED_PORT_START}',
+        f'echo "keybuzz: net.ipv4.ip_unprivileged_port_start={UNPRIVILEGED_PORT_START} on $(hostname)"',
+        "",
+    ])

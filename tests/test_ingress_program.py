@@ -8,7 +8,7 @@ import json
 
 import pytest
 import yaml
-from harness import REPO, STACKS, run_program, secret_value
+from harness import REPO, STACKS, run_program
 from test_config import error_for
 
 from keybuzz import ingress, traefik
@@ -20,7 +20,7 @@ from tests.policy.helpers import violations_for
 RELEASE = "kubernetes:helm.sh/v3:Release"
 INGRESS_CLASS = "kubernetes:networking.k8s.io/v1:IngressClass"
 GUARD = "pulumi-python:dynamic:Resource"
-DRAINED = "pulumi-python:dynamic:Resource"  # both are plain dynamic resources; told apart by name
+COMMAND = "command:remote:Command"
 BEFORE = json.loads((REPO / "tests" / "fixtures" / "ingress_nginx_before.json").read_text())
 
 
@@ -37,8 +37,8 @@ def run_edge(stack: str = "dev", **ingress_cfg):
     return run_program(stack, stack_doc=stack_doc(stack, **ingress_cfg))
 
 
-def drained_of(run):
-    return [r for r in run.of_type(DRAINED) if r.name.endswith("-ingress-nginx-drained")]
+def sysctl_of(run):
+    return [r for r in run.of_type(COMMAND) if "-edge-sysctl-" in r.name]
 
 
 def releases(run) -> dict[str, dict]:
@@ -122,7 +122,7 @@ def test_the_programs_own_resources_pass_the_policy_pack_with_either_controller(
     assert violations_for(run.for_policies()) == []
 
 
-@pytest.mark.parametrize("migration", ["trial", "swap"])
+@pytest.mark.parametrize("migration", ["trial", "overlap", "retire"])
 def test_the_switch_steps_pass_the_policy_pack(migration):
     assert violations_for(run_edge("prod", controller="traefik", migration=migration).for_policies()) == []
 
@@ -132,24 +132,33 @@ def test_the_switch_steps_pass_the_policy_pack(migration):
 
 def test_each_step_of_the_edge_as_data():
     rows = {
-        state: (p.nginx, p.nginx_retired, p.wait_drained, p.traefik, p.traefik_ports.get("web"),
-                p.traefik_all_nodes_at_once, p.ingress_class, p.probe_controller, p.probe_port)
-        for state, p in (
-            (p.state, p) for p in (
-                ingress.edge_plan("ingress-nginx", ""),
-                ingress.edge_plan("traefik", "trial"),
-                ingress.edge_plan("traefik", "swap"),
-                ingress.edge_plan("traefik", ""),
-            )
-        )
+        p.state: (p.nginx, p.nginx_retired, p.traefik, p.traefik_ports.get("web"), p.ingress_class,
+                  p.probe_controller, p.probe_port)
+        for p in (ingress.edge_plan("ingress-nginx", ""), *(ingress.edge_plan("traefik", m) for m in
+                                                            ("trial", "overlap", "retire", "")))
     }
     assert rows == {
-        "ingress-nginx": (True, False, False, False, None, False, False, "ingress-nginx", 80),
-        "traefik-trial": (True, False, False, True, 8000, False, False, "traefik", 8000),
-        "traefik-swap": (True, True, True, True, 80, True, True, "traefik", 80),
-        "traefik": (False, False, False, True, 80, False, True, "traefik", 80),
+        "ingress-nginx": (True, False, False, None, False, "ingress-nginx", 80),
+        "traefik-trial": (True, False, True, 8000, False, "traefik", 8000),
+        "traefik-overlap": (True, False, True, 80, False, "ingress-nginx (Traefik beside it on :80)", 80),
+        "traefik-retire": (True, True, True, 80, True, "traefik", 80),
+        "traefik": (False, False, True, 80, True, "traefik", 80),
     }
     assert ingress.edge_plan("traefik", "trial").traefik_ports == {"web": 8000, "websecure": 8444}
+
+
+def test_every_node_allows_80_to_uid_101_before_traefik_starts():
+    run = run_edge("prod", controller="traefik", migration="trial")
+    commands = sysctl_of(run)
+    nodes = sorted(r.inputs["name"] for r in run.of_type("hcloud:index/server:Server"))
+    assert len(nodes) > 1
+    assert sorted(c.name.removeprefix("keybuzz-prod-edge-sysctl-") for c in commands) == nodes
+    traefik_release = releases(run)["traefik"]
+    for c in commands:
+        assert c.inputs["create"] == traefik.node_sysctl_script()
+        assert c.name in traefik_release.depends_on
+    # An ingress-nginx stack gets none: it stays as it was.
+    assert sysctl_of(run_program("prod")) == []
 
 
 def test_trial_adds_traefik_on_other_ports_beside_an_untouched_ingress_nginx():
@@ -165,38 +174,45 @@ def test_trial_adds_traefik_on_other_ports_beside_an_untouched_ingress_nginx():
     assert rel["traefik"].name in check.depends_on and rel["ingress-nginx"].name in check.depends_on
 
 
-def test_swap_retires_ingress_nginx_before_traefik_takes_80_and_443():
-    run = run_edge("staging", controller="traefik", migration="swap")
+def test_overlap_puts_traefik_on_80_and_443_beside_an_untouched_ingress_nginx():
+    trial, run = (run_edge("staging", controller="traefik", migration=m) for m in ("trial", "overlap"))
     rel = releases(run)
-    assert rel["ingress-nginx"].inputs["values"] == ingress.ingress_nginx_values(retired=True)
+    before = BEFORE["stacks"]["staging"]["ingressNginx"]["keybuzz-staging-ingress-nginx"]["inputs"]
+    assert json.loads(json.dumps(rel["ingress-nginx"].inputs, default=str)) == before
     values = rel["traefik"].inputs["values"]
     assert (values["ports"]["web"]["port"], values["ports"]["websecure"]["port"]) == (80, 443)
-    # Order: Traefik (and the program's IngressClass) only after ingress-nginx's upgrade has finished and
-    # its pods are gone; then every node gets its Traefik on 80/443 at once.
-    assert rel["ingress-nginx"].name in rel["traefik"].depends_on
-    (drained,) = drained_of(run)
-    assert drained.name in rel["traefik"].depends_on and rel["ingress-nginx"].name in drained.depends_on
-    assert drained.inputs["namespace"] == "ingress-nginx"
-    assert secret_value(drained.inputs["kubeconfig"])
-    assert values["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": "100%"}
+    # Only the ports move (one node at a time, the new pod beside the old one); nothing else changes.
+    trial_values = releases(trial)["traefik"].inputs["values"]
+    assert {k: v for k, v in values.items() if k != "ports"} == {k: v for k, v in trial_values.items() if k != "ports"}
+    assert values["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert values["podSecurityContext"]["runAsUser"] == 101
+    assert not run.of_type(INGRESS_CLASS)
+    assert {c.name: c.inputs for c in sysctl_of(run)} == {c.name: c.inputs for c in sysctl_of(trial)}  # nothing re-run
+    check = ingress_check(run)
+    assert (check.inputs["ingressController"], check.inputs["ingressPort"]) == (ingress.OVERLAP_PROBE_NAME, 80)
+
+
+def test_retire_removes_ingress_nginx_pods_while_traefik_stays_on_80_and_443():
+    overlap, run = (run_edge("staging", controller="traefik", migration=m) for m in ("overlap", "retire"))
+    rel = releases(run)
+    assert rel["ingress-nginx"].inputs["values"] == ingress.ingress_nginx_values(retired=True)
+    # Traefik is not touched: it already listens on every node's 80/443 when ingress-nginx's pods leave.
+    assert rel["traefik"].inputs == releases(overlap)["traefik"].inputs
+    # The program's IngressClass `nginx` only after the chart's upgrade has dropped its own.
     (cls,) = run.of_type(INGRESS_CLASS)
     assert rel["ingress-nginx"].name in cls.depends_on
     assert (ingress_check(run).inputs["ingressController"], ingress_check(run).inputs["ingressPort"]) == ("traefik", 80)
+    # Nothing waits for ingress-nginx's pods any more: Traefik does not need their ports freed.
+    assert not [r for r in run.resources if r.name.endswith("-ingress-nginx-drained")]
 
 
 def test_the_last_step_removes_ingress_nginx_and_keeps_traefik_and_the_class_as_they_were():
-    swap, done = run_edge("prod", controller="traefik", migration="swap"), run_edge("prod", controller="traefik")
+    retire, done = run_edge("prod", controller="traefik", migration="retire"), run_edge("prod", controller="traefik")
     assert set(releases(done)) == {"traefik"}
-    done_values, swap_values = releases(done)["traefik"].inputs["values"], releases(swap)["traefik"].inputs["values"]
-    # Only the update strategy goes back to one node at a time: not in the pod template, so no restart.
-    assert {k: v for k, v in done_values.items() if k != "updateStrategy"} == {
-        k: v for k, v in swap_values.items() if k != "updateStrategy"
-    }
-    assert swap_values["updateStrategy"]["rollingUpdate"]["maxSurge"] == "100%"
-    assert done_values["updateStrategy"]["rollingUpdate"]["maxSurge"] == 1
-    assert not drained_of(done)
-    assert [c.name for c in done.of_type(INGRESS_CLASS)] == [c.name for c in swap.of_type(INGRESS_CLASS)]
-    assert done.of_type(INGRESS_CLASS)[0].inputs == swap.of_type(INGRESS_CLASS)[0].inputs
+    assert releases(done)["traefik"].inputs == releases(retire)["traefik"].inputs
+    assert [c.name for c in done.of_type(INGRESS_CLASS)] == [c.name for c in retire.of_type(INGRESS_CLASS)]
+    assert done.of_type(INGRESS_CLASS)[0].inputs == retire.of_type(INGRESS_CLASS)[0].inputs
+    assert {c.name: c.inputs for c in sysctl_of(done)} == {c.name: c.inputs for c in sysctl_of(retire)}
 
 
 def guard_check(old_run, new_run):
@@ -215,9 +231,11 @@ def test_a_direct_jump_from_ingress_nginx_to_traefik_is_refused_at_preview():
 
 def test_the_switch_one_step_per_up_passes_the_guard():
     steps = [run_program("prod")] + [
-        run_edge("prod", controller="traefik", migration=m) for m in ("trial", "swap", "")
+        run_edge("prod", controller="traefik", migration=m) for m in ("trial", "overlap", "retire", "")
     ]
-    assert [edge_of(r) for r in steps] == ["ingress-nginx", "traefik-trial", "traefik-swap", "traefik"]
+    assert [edge_of(r) for r in steps] == [
+        "ingress-nginx", "traefik-trial", "traefik-overlap", "traefik-retire", "traefik"
+    ]
     for old, new in zip(steps, steps[1:], strict=False):
         assert guard_check(old, new) == [], (edge_of(old), edge_of(new))
 
@@ -225,10 +243,14 @@ def test_the_switch_one_step_per_up_passes_the_guard():
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ("ingress-nginx", "traefik-swap"),  # skips the trial: Traefik never proven
-        ("traefik-trial", "traefik"),  # removes ingress-nginx while Traefik is on 8000
-        ("traefik", "ingress-nginx"),  # ingress-nginx cannot bind what Traefik holds
-        ("traefik-swap", "traefik-trial"),  # Traefik would leave 80/443 with ingress-nginx retired
+        ("ingress-nginx", "traefik-overlap"),  # skips the trial: Traefik never checked, yet takes IPv6 traffic
+        ("ingress-nginx", "traefik"),
+        ("traefik-trial", "traefik-retire"),  # ingress-nginx leaves while Traefik is on 8000: :80 empty
+        ("traefik-trial", "traefik"),
+        ("traefik-overlap", "traefik"),  # the program's IngressClass would collide with the chart's
+        ("traefik-retire", "traefik-overlap"),  # the chart's IngressClass would collide with the program's
+        ("traefik-retire", "ingress-nginx"),  # Traefik removed while ingress-nginx runs nowhere
+        ("traefik", "ingress-nginx"),
         ("traefik", "traefik-trial"),
     ],
 )
@@ -238,15 +260,20 @@ def test_every_skipping_or_backward_move_that_would_empty_port_80_is_refused(old
     assert EdgeGuardProvider().check({"edge": old}, {"edge": new}).failures[0].reason == reason
 
 
-@pytest.mark.parametrize("state", ["ingress-nginx", "traefik-trial", "traefik-swap", "traefik"])
+@pytest.mark.parametrize("state", ["ingress-nginx", "traefik-trial", "traefik-overlap", "traefik-retire", "traefik"])
 def test_a_new_stack_or_an_unchanged_step_is_never_refused(state):
     assert ingress.refuse_move(None, state) is None
     assert ingress.refuse_move(state, state) is None
     assert EdgeGuardProvider().check({}, {"edge": state}).failures == []
 
 
-def test_rolling_back_a_trial_is_allowed():
-    assert ingress.refuse_move("traefik-trial", "ingress-nginx") is None
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("traefik-trial", "ingress-nginx"), ("traefik-overlap", "traefik-trial"), ("traefik-overlap", "ingress-nginx")],
+)
+def test_rolling_back_while_ingress_nginx_still_runs_is_allowed(old, new):
+    # ingress-nginx never stopped in these steps, so removing or moving Traefik leaves it serving :80.
+    assert ingress.refuse_move(old, new) is None
 
 
 # --- bin/plan ------------------------------------------------------------------------------------
@@ -255,7 +282,8 @@ def test_rolling_back_a_trial_is_allowed():
 @pytest.mark.parametrize(
     ("ingress_cfg", "shown"),
     [({"controller": "ingress-nginx"}, "ingress-nginx"), ({}, "traefik"),
-     ({"controller": "traefik", "migration": "trial"}, "traefik-trial")],
+     ({"controller": "traefik", "migration": "trial"}, "traefik-trial"),
+     ({"controller": "traefik", "migration": "overlap"}, "traefik-overlap")],
 )
 def test_bin_plan_names_the_controller(tmp_path, ingress_cfg, shown):
     path = tmp_path / "Pulumi.dev.yaml"
@@ -286,7 +314,8 @@ def test_a_stack_may_set_only_the_controller():
         ({"version": "v37.4.0"}, "ingress.version", "pinned Traefik chart version"),
         ({"imageTag": "latest"}, "ingress.imageTag", "v3.6.0 or newer"),
         ({"imageTag": "v3.5.4"}, "ingress.imageTag", "v3.6.0 or newer"),
-        ({"migration": "now"}, "ingress.migration", "'trial' or 'swap'"),
+        ({"migration": "now"}, "ingress.migration", "'trial', 'overlap' or 'retire'"),
+        ({"migration": "swap"}, "ingress.migration", "'trial', 'overlap' or 'retire'"),
         ({"controller": "ingress-nginx", "migration": "trial"}, "ingress.migration", "only with ingress.controller"),
         ({"controler": "traefik"}, "ingress", "unknown key(s) ['controler']"),
         ("traefik", "ingress", "an object with keys"),
@@ -308,48 +337,15 @@ def test_the_ingress_key_is_declared_and_read():
     assert copy.deepcopy(project["default"]) == project_defaults()["ingress"]
 
 
-# --- swap step: waiting for ingress-nginx's pods -------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def test_traefik_waits_until_the_last_ingress_nginx_pod_is_gone():
-    from keybuzz.ingress_guard import wait_until_drained
-
-    clock = FakeClock()
-    answers = iter([[{"metadata": {"name": "ingress-nginx-controller-a"}}], [{"metadata": {"name": "b"}}], []])
-    assert wait_until_drained(lambda: next(answers), clock, clock.sleep, timeout=30) == []
-    assert clock.now == 2.0
-
-
-def test_pods_that_never_leave_are_named_at_the_deadline():
-    from keybuzz.ingress_guard import wait_until_drained
-
-    clock = FakeClock()
-    stuck = [{"metadata": {"name": "ingress-nginx-controller-x"}}]
-    assert wait_until_drained(lambda: stuck, clock, clock.sleep, timeout=5) == ["ingress-nginx-controller-x"]
-    assert clock.now == 5.0
-
-
-def test_the_swap_steps_dynamic_providers_load_in_a_fresh_process_like_the_engines():
+def test_the_edge_guard_provider_loads_in_a_fresh_process_like_the_engines():
     import subprocess
     import sys
 
     from keybuzz.offline import unwrap_secret
 
-    run = run_edge("staging", controller="traefik", migration="swap")
-    blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources
-             if r.name.endswith(("-ingress-edge", "-ingress-nginx-drained"))}
-    assert len(blobs) == 2
+    run = run_edge("staging", controller="traefik", migration="retire")
+    blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources if r.name.endswith("-ingress-edge")}
+    assert len(blobs) == 1
     fresh = (
         "import base64, json, sys, dill\n"
         "print(json.dumps({n: type(dill.loads(base64.b64decode(b))).__qualname__ "
@@ -360,7 +356,6 @@ def test_the_swap_steps_dynamic_providers_load_in_a_fresh_process_like_the_engin
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "keybuzz-staging-ingress-edge": "EdgeGuardProvider",
-        "keybuzz-staging-ingress-nginx-drained": "DrainedProvider",
     }
 
 
@@ -371,4 +366,4 @@ def test_a_second_up_of_a_traefik_stack_changes_nothing_at_the_edge():
     olds = next(r for r in first.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
     news = next(r for r in second.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
     assert EdgeGuardProvider().diff("ingress-edge", olds, news).changes is False
-    assert not drained_of(second)  # nothing waits on ingress-nginx outside the swap step
+    assert {c.name: c.inputs for c in sysctl_of(first)} == {c.name: c.inputs for c in sysctl_of(second)}

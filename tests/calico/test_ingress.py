@@ -28,7 +28,7 @@ CHART_DEFAULTS = {
     "controller.ingressClass": "nginx",
     "controller.tolerations": [],
     "controller.admissionWebhooks.enabled": True,
-    # Set only in the swap step of a switch to Traefik (a map: a leaf here).
+    # Set only in the retire step of a switch to Traefik (a map: a leaf here).
     "controller.nodeSelector": {"kubernetes.io/os": "linux"},
 }
 MAP_VALUES = {"controller.nodeSelector"}
@@ -96,7 +96,7 @@ def test_retired_controller_runs_on_no_node_and_drops_its_ingress_class_and_webh
     assert retired["ingressClassResource"]["enabled"] is False
     # No webhook left to refuse Ingress changes while no controller pod runs.
     assert retired["admissionWebhooks"] == {"enabled": False}
-    # Everything else as in service: the swap step changes only where it runs, the class and the webhook.
+    # Everything else as in service: the retire step changes only where it runs, the class and the webhook.
     changed = ("nodeSelector", "ingressClassResource", "admissionWebhooks")
     rest = {k: v for k, v in retired.items() if k not in changed}
     assert rest == {k: v for k, v in ingress_nginx_values()["controller"].items() if k not in changed}

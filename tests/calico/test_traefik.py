@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes.client as k8s_client
 import pytest
+from shell_lint import assert_valid_bash
 
 from keybuzz import ingress, traefik
 from keybuzz.config import project_defaults
@@ -47,6 +51,8 @@ CHART_DEFAULTS = {
 # Host ports ingress-nginx's controller binds on the host network (chart 4.15 defaults): 80/443, the
 # admission webhook 8443, healthz/metrics 10254, the default server 8181, status 10245-10247 (localhost).
 INGRESS_NGINX_HOST_PORTS = {80, 443, 8443, 10254, 8181, 10245, 10246, 10247}
+# ingress-nginx chart 4.15 values.yaml: controller.image.runAsUser (runAsGroup 82).
+INGRESS_NGINX_UID = 101
 
 
 def unknown_keys(values: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> list[str]:
@@ -75,9 +81,9 @@ def leaf(values: dict[str, Any], path: str) -> Any:
     return values
 
 
-@pytest.mark.parametrize(("trial", "swap"), [(False, False), (True, False), (False, True)])
-def test_values_conform_to_the_charts_schema(trial, swap):
-    values = traefik.traefik_values(ports=ingress.TRIAL_PORTS if trial else None, all_nodes_at_once=swap)
+@pytest.mark.parametrize("trial", [False, True])
+def test_values_conform_to_the_charts_schema(trial):
+    values = traefik.traefik_values(ports=ingress.TRIAL_PORTS if trial else None)
     jsonschema.validate(values, SCHEMA)
     assert unknown_keys(values, SCHEMA) == []
 
@@ -106,7 +112,7 @@ def test_every_override_differs_from_the_chart_default_on_purpose():
         "api.dashboard": False,
         "ports.web.port": 80,
         "ports.websecure.port": 443,
-        "podSecurityContext.runAsUser": 0,
+        "podSecurityContext.runAsUser": 101,
     }
 
 
@@ -178,14 +184,69 @@ def test_rolling_update_starts_the_new_pod_beside_the_old_one_on_shared_ports():
     assert values["additionalArguments"] == [f"--entryPoints.{e}.reusePort=true" for e in values["ports"]]
 
 
-def test_only_net_bind_service_is_kept():
+def test_runs_as_ingress_nginx_uid_with_no_capability_at_all():
+    # uid 101: SO_REUSEPORT lets Traefik join ingress-nginx's sockets on 80/443 only with the same uid
+    # (tests/test_reuseport_premise.py); 80/443 are bindable through the node sysctl, not a capability.
     values = traefik.traefik_values()
     assert values["securityContext"] == {
         "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        "capabilities": {"drop": ["ALL"]},
         "readOnlyRootFilesystem": True,
     }
-    assert values["podSecurityContext"] == {"runAsGroup": 0, "runAsNonRoot": False, "runAsUser": 0}
+    assert values["podSecurityContext"] == {"runAsGroup": 101, "runAsNonRoot": True, "runAsUser": 101}
+    assert values["podSecurityContext"]["runAsUser"] == INGRESS_NGINX_UID
+    # The lowest edge port Traefik binds is what the node sysctl must allow.
+    assert min(traefik.host_ports().values()) == traefik.UNPRIVILEGED_PORT_START == 80
+
+
+def test_the_same_values_on_every_step_but_the_trial_ports():
+    # No switch step restarts Traefik for anything but its move from 8000/8444 to 80/443.
+    trial, edge = traefik.traefik_values(ports=ingress.TRIAL_PORTS), traefik.traefik_values()
+    assert {k: v for k, v in trial.items() if k != "ports"} == {k: v for k, v in edge.items() if k != "ports"}
+
+
+# --- the node sysctl that lets uid 101 bind 80/443 ---------------------------------------------
+
+
+def sysctl_script(tmp_path: Path) -> Path:
+    path = tmp_path / "edge-sysctl.sh"
+    path.write_text(traefik.node_sysctl_script())
+    return path
+
+
+def test_the_node_sysctl_script_passes_bash_n_and_shellcheck():
+    assert_valid_bash(traefik.node_sysctl_script())
+
+
+def test_the_node_sysctl_script_writes_one_drop_in_and_sets_80():
+    script = traefik.node_sysctl_script()
+    assert "/etc/sysctl.d/90-keybuzz-edge.conf" in script
+    assert "net.ipv4.ip_unprivileged_port_start = 80" in script
+    assert "sysctl --system" not in script  # would re-apply every drop-in, not just this one
+    assert "while" not in script and "for " not in script  # bounded: no loop at all
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network and mount namespace of its own needs root")
+def test_the_node_sysctl_script_is_idempotent_in_a_namespace_of_its_own(tmp_path):
+    if not shutil.which("sysctl") and shutil.which("apt-get"):
+        # A slim CI image may lack procps (the nodes' Ubuntu has it).
+        subprocess.run(["apt-get", "install", "-y", "-qq", "procps"], capture_output=True, timeout=300, check=False)
+    assert shutil.which("sysctl") and shutil.which("unshare"), "needs procps's sysctl and util-linux's unshare"
+    # The sysctl is per network namespace and /etc/sysctl.d is bind-mounted over: this machine is untouched.
+    etc = tmp_path / "sysctl.d"
+    etc.mkdir()
+    path = sysctl_script(tmp_path)
+    inner = (f"mount --bind {etc} /etc/sysctl.d && bash {path} && stat -c %i /etc/sysctl.d/90-keybuzz-edge.conf "
+             f"&& bash {path} && stat -c %i /etc/sysctl.d/90-keybuzz-edge.conf "
+             "&& cat /proc/sys/net/ipv4/ip_unprivileged_port_start")
+    done = subprocess.run(["unshare", "--net", "--mount", "--", "bash", "-c", inner], capture_output=True,
+                          text=True, timeout=4)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == lines[2] == "keybuzz: net.ipv4.ip_unprivileged_port_start=80 on " + os.uname().nodename
+    assert lines[1] == lines[3]  # same inode: the second run did not rewrite the file (it would `mv` a new one in)
+    assert lines[4] == "80"
+    assert (etc / "90-keybuzz-edge.conf").read_text().splitlines()[1] == "net.ipv4.ip_unprivileged_port_start = 80"
 
 
 def test_chart_and_image_are_pinned_and_are_the_config_defaults():
