@@ -390,6 +390,7 @@ def test_api_that_never_answers_is_cut_at_the_api_timeout(kubeconfig_file):
     (["--kubeconfig", "KC", "--stack", "dev"], "not allowed with argument"),
     (["--kubeconfig", "KC", "--mtu", "100"], "--mtu 100: an MTU between 576 and 9000"),
     (["--kubeconfig", "KC", "--timeout", "2"], "--timeout 2: 5..600 seconds"),
+    (["--kubeconfig", "KC", "--ingress-port", "70000"], "--ingress-port 70000: a port between 1 and 65535"),
     (["--kubeconfig", "KC", "--pod-cidr", "10.42.0.0/99"], "--pod-cidr 10.42.0.0/99: not an IPv4 CIDR"),
     (["--kubeconfig", "KC", "--external-url", "ftp://x"], "--external-url ftp://x: not an http(s) URL"),
     (["--kubeconfig", "KC", "--check", "nope"], "invalid choice: 'nope'"),
@@ -479,6 +480,65 @@ def test_stack_reads_kubeconfig_nodes_and_mtu_from_the_stack_outputs(fake_pulumi
     assert (data["cluster"]["podCidr"], data["cluster"]["subnetCidr"]) == ("10.42.0.0/16", "10.0.1.0/24")
     assert data["checks"]["mtu"]["passed"] is False
     assert TOKEN not in text and TOKEN not in report.read_text()
+
+
+class ScriptRecorder(FixtureFake):
+    """FixtureFake that keeps every probe script it was asked to run."""
+
+    def __init__(self, cluster: Any) -> None:
+        super().__init__(cluster)
+        self.scripts: list[str] = []
+
+    def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str], timeout: float) -> Any:
+        self.scripts.append(command[-1])
+        return self.cluster.exec_in_pod(namespace, pod, container, command, timeout)
+
+
+def _stack_repo(tmp_path: Path, ingress: str) -> Path:
+    """A project copy holding only a Pulumi.dev.yaml whose edge is ``ingress`` (YAML flow mapping)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Pulumi.dev.yaml").write_text(f"config:\n  keybuzz-k3s:clusterName: keybuzz-dev\n"
+                                          f"  keybuzz-k3s:ingress: {ingress}\n")
+    return repo
+
+
+@pytest.mark.parametrize(("ingress", "controller", "port"), [
+    ("{controller: ingress-nginx}", "ingress-nginx", 80),
+    ("{controller: traefik, migration: trial}", "traefik", 8000),  # Traefik beside ingress-nginx: its trial port
+    ("{controller: traefik, migration: swap}", "traefik", 80),
+    ("{controller: traefik}", "traefik", 80),
+])
+def test_stack_probes_the_ingress_controller_and_port_its_config_declares(fake_pulumi, tmp_path, ingress,
+                                                                          controller, port):
+    access = ScriptRecorder(FakeCluster())
+    report = tmp_path / "r.json"
+    code, text = run_cli(["--stack", "dev", "--check", "ingress", "--json", str(report)], access,
+                         env=fake_pulumi, repo=_stack_repo(tmp_path, ingress))
+    assert code == cli.EXIT_PASSED, text
+    assert f"ingress: {controller} probed on the nodes' port {port}" in text
+    data = json.loads(report.read_text())
+    assert data["cluster"]["ingress"] == {"controller": controller, "port": port}
+    assert data["checks"]["ingress"]["tested"].startswith(f"{controller} on 3 nodes (private IP :{port},")
+    probed = set(re.findall(r"http://10\.0\.1\.\d+:(\d+)/node", "\n".join(access.scripts)))
+    assert probed == {str(port)}
+
+
+def test_ingress_flags_override_the_stacks_edge(fake_pulumi, tmp_path):
+    access = ScriptRecorder(FakeCluster())
+    code, text = run_cli(["--stack", "dev", "--check", "ingress", "--ingress-controller", "ingress-nginx",
+                          "--ingress-port", "8080"], access, env=fake_pulumi,
+                         repo=_stack_repo(tmp_path, "{controller: traefik, migration: trial}"))
+    assert code == cli.EXIT_PASSED, text
+    assert "ingress: ingress-nginx probed on the nodes' port 8080" in text
+    assert set(re.findall(r"http://10\.0\.1\.\d+:(\d+)/node", "\n".join(access.scripts))) == {"8080"}
+
+
+def test_kubeconfig_without_flags_probes_ingress_nginx_on_80(kubeconfig_file):
+    access = ScriptRecorder(FakeCluster())
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--check", "ingress"], access)
+    assert code == cli.EXIT_PASSED, text
+    assert "ingress: ingress-nginx probed on the nodes' port 80" in text
 
 
 def test_bin_verify_stack_dev_with_a_fake_pulumi_on_path(fake_pulumi):
