@@ -13,7 +13,7 @@ optional JSON report come out, and the fixture is removed again. Where the clust
   is skipped, saying so, and the others run.
 
 The kubeconfig is read into memory, handed to the access factory and never printed: every line
-written and the JSON report go through ``providers.redact``.
+written and the JSON report go through ``redact.redact``.
 """
 
 from __future__ import annotations
@@ -535,7 +535,7 @@ def main(
     kubeconfig = ""
 
     def say(text: str = "") -> None:
-        from keybuzz.verify.providers import redact
+        from keybuzz.verify.redact import redact
 
         out.write((redact(text, kubeconfig) if kubeconfig else text) + "\n")
         out.flush()
@@ -708,7 +708,7 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
             "timeoutSeconds": timeout,
             "checks": {name: check_outputs(verdicts[name], run_id) for name in names if name in verdicts},
         }
-        from keybuzz.verify.providers import redact
+        from keybuzz.verify.redact import redact
 
         text = redact(json.dumps(report, indent=2, ensure_ascii=False), target.kubeconfig)
         try:

@@ -349,10 +349,16 @@ def test_fixture_apply_refused_exits_3_and_says_why(kubeconfig_file):
 # -- unreachable API ------------------------------------------------------------------------------
 
 
-def test_unreachable_api_server_exits_3_within_its_deadline(tmp_path):
+@pytest.fixture(scope="module")
+def kubernetes_imported() -> None:
+    """The Kubernetes client's cold import (seconds on a loaded machine), paid once, outside the runs."""
+    import kubernetes.client  # noqa: F401
+    import kubernetes.client.models  # noqa: F401
+
+
+def test_unreachable_api_server_exits_3_within_its_deadline(tmp_path, kubernetes_imported):
     path = tmp_path / "kc"
     path.write_text(kubeconfig_text(f"https://127.0.0.1:{closed_port()}"))
-    import kubernetes.client  # noqa: F401  (cold import time is not what is measured)
 
     out = io.StringIO()
     started = time.monotonic()
@@ -541,15 +547,30 @@ def test_kubeconfig_without_flags_probes_ingress_nginx_on_80(kubeconfig_file):
     assert "ingress: ingress-nginx probed on the nodes' port 80" in text
 
 
+def test_stack_dev_against_an_api_that_refuses_exits_3(fake_pulumi, kubernetes_imported):
+    # The stack's outputs through the fake Pulumi CLI, the real Kubernetes client, a closed port.
+    out = io.StringIO()
+    code = cli.main(["--stack", "dev", "--api-timeout", "20"], out=out, env=fake_pulumi)
+    text = out.getvalue()
+    assert code == cli.EXIT_UNREACHABLE, text
+    assert text.startswith("verifying https://127.0.0.1:")
+    assert "(stack dev)" in text and "Connection refused" in text
+    assert TOKEN not in text
+    assert Path(fake_pulumi["FAKE_PULUMI_LOG"]).read_text().startswith("stack output --json --show-secrets")
+
+
 def test_bin_verify_stack_dev_with_a_fake_pulumi_on_path(fake_pulumi):
-    # The bash wrapper end to end: bin/venv, the module, the stack outputs, an API that refuses (exit 3).
+    # The bash wrapper end to end from another directory: bin/venv, the module, the environment, the
+    # stack file found in the project, the Pulumi CLI on PATH, the exit status. A stack never brought
+    # up (no kubeconfig output) stops before any cluster client: one interpreter start, no
+    # Kubernetes client import (the refused API is the test above, in-process).
+    Path(fake_pulumi["FAKE_PULUMI_OUTPUTS"]).write_text(json.dumps({"podMtu": 1400}))
     done = subprocess.run([str(ROOT / "bin/verify"), "--stack", "dev", "--api-timeout", "20"], capture_output=True,
                           text=True, timeout=120, env=fake_pulumi, cwd="/")
-    assert done.returncode == cli.EXIT_UNREACHABLE, done.stdout + done.stderr
-    assert done.stdout.startswith("verifying https://127.0.0.1:")
-    assert "(stack dev)" in done.stdout and "Connection refused" in done.stdout
-    assert TOKEN not in done.stdout + done.stderr
-    assert Path(fake_pulumi["FAKE_PULUMI_LOG"]).read_text().startswith("stack output --json --show-secrets")
+    assert done.returncode == cli.EXIT_USAGE, done.stdout + done.stderr
+    assert "bin/verify: error: stack dev has no kubeconfig output: run `bin/deploy dev up` first" in done.stdout
+    assert Path(fake_pulumi["FAKE_PULUMI_LOG"]).read_text().splitlines() == [
+        "stack output --json --show-secrets --stack dev", f"file://{ROOT}/.pulumi-state"]
 
 
 def test_stack_without_passphrase_or_pulumi_or_outputs_exits_2(fake_pulumi):
