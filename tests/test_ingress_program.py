@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 
@@ -37,6 +38,22 @@ def run_edge(stack: str = "dev", **ingress_cfg):
     return run_program(stack, stack_doc=stack_doc(stack, **ingress_cfg))
 
 
+@functools.cache
+def _cached(stack: str, committed: bool, ingress_items: tuple) -> object:
+    return run_program(stack) if committed else run_edge(stack, **dict(ingress_items))
+
+
+def edge_run(stack: str = "dev", **ingress_cfg):
+    """``run_edge``, run once per module for read-only assertions: a mock-engine run costs seconds on a
+    loaded machine. Tests about a second `pulumi up` compare against a fresh ``run_edge``/``run_program``."""
+    return _cached(stack, False, tuple(sorted(ingress_cfg.items())))
+
+
+def committed_run(stack: str):
+    """``run_program(stack)`` on the committed stack file, once per module (read-only uses)."""
+    return _cached(stack, True, ())
+
+
 def drained_of(run):
     return [r for r in run.of_type(DRAINED) if r.name.endswith("-ingress-nginx-drained")]
 
@@ -66,7 +83,7 @@ def test_committed_stacks_keep_ingress_nginx(stack):
 def test_an_ingress_nginx_stack_declares_exactly_what_it_did_before_the_ingress_key(stack):
     # BEFORE: the same run at commit 53f8ec5, before this change (tests/fixtures/ingress_nginx_before.json).
     before = BEFORE["stacks"][stack]
-    run = run_program(stack)
+    run = committed_run(stack)
     after = sorted(f"{r.type} {r.name}" for r in run.resources)
     # Other changes since (day 2: drains, resizes, keys by fingerprint) are not the edge's; of the
     # edge's own records, one more: the edge guard (state only: nothing in the cluster or at Hetzner).
@@ -83,14 +100,14 @@ def test_an_ingress_nginx_stack_declares_exactly_what_it_did_before_the_ingress_
 
 
 def test_a_second_up_of_an_ingress_nginx_stack_declares_the_same_ingress():
-    first, second = run_program("prod"), run_program("prod")
+    first, second = committed_run("prod"), run_program("prod")  # two executions of the program
     assert releases(first)["ingress-nginx"].inputs == releases(second)["ingress-nginx"].inputs
     assert edge_of(first) == edge_of(second) == "ingress-nginx"
     assert "traefik" not in releases(first) and not first.of_type(INGRESS_CLASS)
 
 
 def test_the_ingress_check_probes_ingress_nginx_on_80_there():
-    check = ingress_check(run_program("dev"))
+    check = ingress_check(committed_run("dev"))
     assert (check.inputs["ingressController"], check.inputs["ingressPort"]) == ("ingress-nginx", 80)
 
 
@@ -98,7 +115,7 @@ def test_the_ingress_check_probes_ingress_nginx_on_80_there():
 
 
 def test_a_stack_without_the_key_gets_traefik_on_80_and_443():
-    run = run_edge("dev")
+    run = edge_run("dev")
     assert edge_of(run) == "traefik"
     rel = releases(run)
     assert set(rel) == {"traefik"}
@@ -118,13 +135,13 @@ def test_a_stack_without_the_key_gets_traefik_on_80_and_443():
 
 @pytest.mark.parametrize("controller", ["traefik", "ingress-nginx"])
 def test_the_programs_own_resources_pass_the_policy_pack_with_either_controller(controller):
-    run = run_edge("staging", controller=controller)
+    run = edge_run("staging", controller=controller)
     assert violations_for(run.for_policies()) == []
 
 
 @pytest.mark.parametrize("migration", ["trial", "swap"])
 def test_the_switch_steps_pass_the_policy_pack(migration):
-    assert violations_for(run_edge("prod", controller="traefik", migration=migration).for_policies()) == []
+    assert violations_for(edge_run("prod", controller="traefik", migration=migration).for_policies()) == []
 
 
 # --- switching an existing stack -----------------------------------------------------------------
@@ -153,7 +170,7 @@ def test_each_step_of_the_edge_as_data():
 
 
 def test_trial_adds_traefik_on_other_ports_beside_an_untouched_ingress_nginx():
-    run = run_edge("staging", controller="traefik", migration="trial")
+    run = edge_run("staging", controller="traefik", migration="trial")
     rel = releases(run)
     before = BEFORE["stacks"]["staging"]["ingressNginx"]["keybuzz-staging-ingress-nginx"]["inputs"]
     assert json.loads(json.dumps(rel["ingress-nginx"].inputs, default=str)) == before
@@ -166,7 +183,7 @@ def test_trial_adds_traefik_on_other_ports_beside_an_untouched_ingress_nginx():
 
 
 def test_swap_retires_ingress_nginx_before_traefik_takes_80_and_443():
-    run = run_edge("staging", controller="traefik", migration="swap")
+    run = edge_run("staging", controller="traefik", migration="swap")
     rel = releases(run)
     assert rel["ingress-nginx"].inputs["values"] == ingress.ingress_nginx_values(retired=True)
     values = rel["traefik"].inputs["values"]
@@ -185,7 +202,7 @@ def test_swap_retires_ingress_nginx_before_traefik_takes_80_and_443():
 
 
 def test_the_last_step_removes_ingress_nginx_and_keeps_traefik_and_the_class_as_they_were():
-    swap, done = run_edge("prod", controller="traefik", migration="swap"), run_edge("prod", controller="traefik")
+    swap, done = edge_run("prod", controller="traefik", migration="swap"), edge_run("prod", controller="traefik")
     assert set(releases(done)) == {"traefik"}
     done_values, swap_values = releases(done)["traefik"].inputs["values"], releases(swap)["traefik"].inputs["values"]
     # Only the update strategy goes back to one node at a time: not in the pod template, so no restart.
@@ -207,19 +224,25 @@ def guard_check(old_run, new_run):
 
 
 def test_a_direct_jump_from_ingress_nginx_to_traefik_is_refused_at_preview():
-    failures = guard_check(run_program("prod"), run_edge("prod", controller="traefik"))
+    failures = guard_check(committed_run("prod"), edge_run("prod", controller="traefik"))
     assert len(failures) == 1 and failures[0].property == "edge"
     assert "'ingress-nginx' -> 'traefik' refused" in failures[0].reason
     assert "ingress.migration: trial" in failures[0].reason
 
 
-def test_the_switch_one_step_per_up_passes_the_guard():
-    steps = [run_program("prod")] + [
-        run_edge("prod", controller="traefik", migration=m) for m in ("trial", "swap", "")
-    ]
-    assert [edge_of(r) for r in steps] == ["ingress-nginx", "traefik-trial", "traefik-swap", "traefik"]
-    for old, new in zip(steps, steps[1:], strict=False):
-        assert guard_check(old, new) == [], (edge_of(old), edge_of(new))
+SWITCH = [("ingress-nginx", None), ("traefik-trial", "trial"), ("traefik-swap", "swap"), ("traefik", "")]
+
+
+def _switch_run(migration):
+    return committed_run("prod") if migration is None else edge_run("prod", controller="traefik", migration=migration)
+
+
+@pytest.mark.parametrize(("old", "new"), list(zip(SWITCH, SWITCH[1:], strict=False)),
+                         ids=[f"{a[0]}->{b[0]}" for a, b in zip(SWITCH, SWITCH[1:], strict=False)])
+def test_the_switch_one_step_per_up_passes_the_guard(old, new):
+    old_run, new_run = _switch_run(old[1]), _switch_run(new[1])
+    assert (edge_of(old_run), edge_of(new_run)) == (old[0], new[0])
+    assert guard_check(old_run, new_run) == []
 
 
 @pytest.mark.parametrize(
@@ -346,7 +369,7 @@ def test_the_swap_steps_dynamic_providers_load_in_a_fresh_process_like_the_engin
 
     from keybuzz.offline import unwrap_secret
 
-    run = run_edge("staging", controller="traefik", migration="swap")
+    run = edge_run("staging", controller="traefik", migration="swap")
     blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources
              if r.name.endswith(("-ingress-edge", "-ingress-nginx-drained"))}
     assert len(blobs) == 2
@@ -365,7 +388,7 @@ def test_the_swap_steps_dynamic_providers_load_in_a_fresh_process_like_the_engin
 
 
 def test_a_second_up_of_a_traefik_stack_changes_nothing_at_the_edge():
-    first, second = run_edge("prod"), run_edge("prod")
+    first, second = edge_run("prod"), run_edge("prod")  # two executions of the program
     assert releases(first)["traefik"].inputs == releases(second)["traefik"].inputs
     assert first.of_type(INGRESS_CLASS)[0].inputs == second.of_type(INGRESS_CLASS)[0].inputs
     olds = next(r for r in first.of_type(GUARD) if r.name.endswith("-ingress-edge")).inputs
