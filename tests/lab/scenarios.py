@@ -51,7 +51,7 @@ SCENARIOS = [
              {"clusterip_calls": MANY_CALLS}),
     # The production connect budget (2 s), so the retransmitted SYN (at 1 s) can still connect: the
     # call answers, late, from another backend; only its connect time shows the lost SYN.
-    Scenario("backend_unreachable_one_way", lambda lab: lab.block_one_way("node-a", "node-c"), ("clusterip",),
+    Scenario("backend_unreachable_one_way", lambda lab: lab.block_one_way("node-a", "node-c"), ("clusterip", "mesh"),
              {"clusterip_calls": MANY_CALLS, "timeouts": Timeouts(connect_s=2, request_s=3, bulk_s=3),
               "timeout_seconds": 6.0}),
     Scenario("path_mtu_icmp", lambda lab: lab.set_path_mtu(SMALLER_PATH_MTU, icmp=True), ("mtu",)),
@@ -97,6 +97,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("pair_blocked", "clusterip"): Expect(False, "a cross-node overlay path is broken", ("from node-a", "from node-b")),
     ("backend_unreachable_one_way", "clusterip"): Expect(False, "a cross-node overlay path is broken", ("from node-a",),
                                                          "a backend is unreachable from node-a"),
+    # The pod mesh probes that path directly, whatever the Service's random picks: a deterministic second witness.
+    ("backend_unreachable_one_way", "mesh"): Expect(False, "IP protocol 4 (IPIP) or BGP TCP 179 blocked",
+                                                    ("node-a→node-c",)),
     ("path_mtu_icmp", "mtu"): Expect(False, f"a hop on the path carries only {SMALLER_PATH_MTU} bytes, less than "
                                      "the pool MTU 1430"),
     ("path_mtu_black_hole", "mtu"): Expect(False, "MTU black hole: 1430-byte packets vanish"),
