@@ -142,6 +142,6 @@ def test_arm_and_cost_optimized_types_are_eu_only():
     assert not any(t.startswith(("cpx", "ccx")) for t in eu_only)
 
 
-def test_committed_stacks_use_known_types():
-    for stack in ("dev", "staging", "prod"):
-        run_program(stack)  # raises ConfigError on an unknown type
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])  # one program run per test
+def test_committed_stacks_use_known_types(stack):
+    run_program(stack)  # raises ConfigError on an unknown type

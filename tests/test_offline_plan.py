@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -20,9 +21,16 @@ def plan(*argv):
     return code, out.getvalue()
 
 
+@functools.cache
+def committed_plan(stack):
+    """The plan of a committed stack file, computed once per module: each costs a mock-engine run and
+    the policy pack (seconds on a loaded machine), and several tests read the same one."""
+    return plan(stack)
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_plan_prints_servers_firewall_k3s_calico_and_checks(stack):
-    code, text = plan(stack)
+    code, text = committed_plan(stack)
     assert code == EXIT_OK, text
     assert f"offline plan for stack '{stack}'" in text
     assert re.search(rf"keybuzz-{stack}-cp-1 +server +control-plane +cx\d+ +10\.0\.1\.10\n", text)
@@ -37,7 +45,7 @@ def test_plan_prints_servers_firewall_k3s_calico_and_checks(stack):
 
 
 def test_plan_prints_the_rollout_order_servers_first_then_agent_batches():
-    _, text = plan("staging")
+    _, text = committed_plan("staging")
     names = " -> ".join(f"keybuzz-staging-{n}" for n in ("cp-1", "cp-2", "cp-3", "workers-1", "workers-2"))
     heading = "Rollout order (day 2: each node drained, changed, Ready and uncordoned before the next)"
     assert f"{heading}\n  {names}\n" in text
@@ -46,9 +54,9 @@ def test_plan_prints_the_rollout_order_servers_first_then_agent_batches():
 
 
 def test_plan_names_the_promotion_gate_of_a_gated_stack():
-    _, text = plan("prod")
+    _, text = committed_plan("prod")
     assert "preview refuses unless stack 'staging' exports verifiedCommit == this commit" in text
-    _, text = plan("dev")
+    _, text = committed_plan("dev")
     assert "Promotion gate: none" in text
 
 
@@ -101,11 +109,14 @@ def test_bin_plan_runs_from_a_shell_with_no_cloud_credentials():
 
 
 def test_plan_shows_the_api_load_balancer_protection_and_what_preview_refuses():
-    _, prod = plan("prod")
+    _, prod = committed_plan("prod")
     assert "API load balancer keybuzz-prod-api (lb11, nbg1): private 10.0.1.5, public interface off" in prod
     assert "tcp 6443 to 3 server(s) by private IP" in prod
     assert "Deletion protection: on for Firewall, LoadBalancer, Network, NetworkSubnet, RandomPassword, Server" in prod
     assert "Preview refuses: a change of image (ubuntu-24.04) or location (nbg1)" in prod
-    _, dev = plan("dev")
+
+
+def test_dev_has_no_api_load_balancer_and_no_deletion_protection():
+    _, dev = committed_plan("dev")
     assert "API load balancer" not in dev
     assert "Deletion protection: off" in dev

@@ -13,7 +13,7 @@ optional JSON report come out, and the fixture is removed again. Where the clust
   is skipped, saying so, and the others run.
 
 The kubeconfig is read into memory, handed to the access factory and never printed: every line
-written and the JSON report go through ``providers.redact``.
+written and the JSON report go through ``redact.redact``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from keybuzz.calico import pool_mtu
-from keybuzz.verify import checks, fixture
+from keybuzz.verify import checks, fixture, plan
 from keybuzz.verify.checks import CHECK_NAMES, CHECK_TITLES, CheckInputs
 from keybuzz.verify.cluster import ClusterAccessError, FixtureAccess
 from keybuzz.verify.judge import Verdict
@@ -114,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingress-host", help=f"Host header of the probe Ingress (default {fixture.DEFAULT_INGRESS_HOST})")
     p.add_argument("--ingress-class", default=fixture.INGRESS_CLASS,
                    help="ingressClassName of the probe Ingress (default %(default)s; a stock K3s serves traefik)")
-    p.add_argument("--ingress-controller", default=fixture.DEFAULT_INGRESS_CONTROLLER,
-                   help="the controller's name in the ingress check's messages (default %(default)s)")
+    p.add_argument("--ingress-controller",
+                   help="the controller's name in the ingress check's messages (default: the stack's "
+                        f"ingress.controller, else {fixture.DEFAULT_INGRESS_CONTROLLER})")
+    p.add_argument("--ingress-port", type=int,
+                   help="the nodes' host port the ingress check probes (default: the stack's, e.g. Traefik's "
+                        f"trial port during `ingress.migration: trial`, else {plan.INGRESS_PORT})")
     p.add_argument("--client-image", help="probe client image (needs iputils ping, curl, dig)")
     p.add_argument("--echo-image", help="probe echo image (official nginx)")
     return p
@@ -134,6 +138,9 @@ class Target:
     timeout_seconds: int | None = None
     external_urls: tuple[str, ...] = ()
     ingress_host: str | None = None
+    # The edge the stack's config declares (keybuzz/ingress.py edge_plan): who serves the probe, on which port.
+    ingress_controller: str | None = None
+    ingress_port: int | None = None
     client_image: str | None = None
     echo_image: str | None = None
 
@@ -188,6 +195,9 @@ def target_from_stack(stack: str, run: Callable[..., subprocess.CompletedProcess
         nodes = {str(n["name"]): str(n["privateIp"]) for n in outputs["nodes"]
                  if isinstance(n, dict) and n.get("name") and n.get("privateIp")} or None
     cfg = stack_config(stack_file)
+    from keybuzz.ingress import edge_plan
+
+    edge = edge_plan(cfg.ingress.controller, cfg.ingress.migration)
     return Target(
         source=f"stack {stack}",
         kubeconfig=kubeconfig,
@@ -198,6 +208,8 @@ def target_from_stack(stack: str, run: Callable[..., subprocess.CompletedProcess
         timeout_seconds=cfg.verify.timeout_seconds,
         external_urls=tuple(cfg.verify.external_urls),
         ingress_host=cfg.verify.ingress_host,
+        ingress_controller=edge.probe_controller,
+        ingress_port=edge.probe_port,
         client_image=cfg.verify.client_image,
         echo_image=cfg.verify.echo_image,
     )
@@ -523,7 +535,7 @@ def main(
     kubeconfig = ""
 
     def say(text: str = "") -> None:
-        from keybuzz.verify.providers import redact
+        from keybuzz.verify.redact import redact
 
         out.write((redact(text, kubeconfig) if kubeconfig else text) + "\n")
         out.flush()
@@ -537,6 +549,8 @@ def main(
             raise UsageError("say which cluster: --stack STACK or --kubeconfig FILE")
         if args.timeout is not None and not 5 <= args.timeout <= 600:
             raise UsageError(f"--timeout {args.timeout}: 5..600 seconds")
+        if args.ingress_port is not None and not 1 <= args.ingress_port <= 65535:
+            raise UsageError(f"--ingress-port {args.ingress_port}: a port between 1 and 65535")
         if args.mtu is not None and not 576 <= args.mtu <= 9000:
             raise UsageError(f"--mtu {args.mtu}: an MTU between 576 and 9000")
         for flag in ("pod_cidr", "subnet_cidr"):
@@ -595,7 +609,9 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
         external_urls=tuple(args.external_url) if args.external_url is not None else target.external_urls,
         probe_namespace=args.namespace,
         ingress_host=args.ingress_host or target.ingress_host or fixture.DEFAULT_INGRESS_HOST,
-        ingress_controller=args.ingress_controller,
+        ingress_controller=(args.ingress_controller or target.ingress_controller
+                            or fixture.DEFAULT_INGRESS_CONTROLLER),
+        ingress_port=args.ingress_port or target.ingress_port or plan.INGRESS_PORT,
     )
     node_list = ", ".join(f"{n} {ip}" for n, ip in sorted(facts.nodes.items()))
     say(f"nodes: {node_list}")
@@ -603,6 +619,8 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
     say(f"pod CIDR {pod_cidr}, subnet {facts.subnet_cidr}, pod MTU {facts.pod_mtu}, "
         f"Calico {'installed' if facts.calico else 'not installed (' + ', '.join(facts.calico_missing) + ')'}, "
         f"deadline {timeout} s per check")
+    if "ingress" in names:
+        say(f"ingress: {inputs.ingress_controller} probed on the nodes' port {inputs.ingress_port}")
     for note in facts.notes:
         say(f"note: {note}")
     manifests = fixture.render_fixture(
@@ -681,6 +699,7 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
                 "podCidr": facts.pod_cidr,
                 "subnetCidr": facts.subnet_cidr,
                 "podMtu": facts.pod_mtu,
+                "ingress": {"controller": inputs.ingress_controller, "port": inputs.ingress_port},
                 "calico": {"installed": facts.calico, "missing": list(facts.calico_missing)},
                 "notes": list(facts.notes),
             },
@@ -689,7 +708,7 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
             "timeoutSeconds": timeout,
             "checks": {name: check_outputs(verdicts[name], run_id) for name in names if name in verdicts},
         }
-        from keybuzz.verify.providers import redact
+        from keybuzz.verify.redact import redact
 
         text = redact(json.dumps(report, indent=2, ensure_ascii=False), target.kubeconfig)
         try:

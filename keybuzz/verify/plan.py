@@ -47,7 +47,9 @@ CURL_MARK = "@@curl"
 BEGIN_MARK = "@@begin"
 END_MARK = "@@end"
 # curl expands \n in -w itself; the line after the body is what judge.parse_curl reads.
-CURL_WRITE_OUT = f"\\n{CURL_MARK} %{{http_code}} %{{size_download}} %{{time_total}}\\n"
+# time_connect (seconds until the TCP handshake completed) shows a lost first SYN: the kernel
+# retransmits a SYN only after its initial RTO of 1 s, so a connect that took >= 1 s lost one.
+CURL_WRITE_OUT = f"\\n{CURL_MARK} %{{http_code}} %{{size_download}} %{{time_total}} %{{time_connect}}\\n"
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def probe_key(kind: str, target: str) -> str:
 
 def curl(url: str, *, max_time: int = REQUEST_TIMEOUT_S, discard_body: bool = False,
          host: str | None = None, follow: bool = False, connect_timeout: int = CONNECT_TIMEOUT_S) -> str:
-    """A curl command whose last line is ``@@curl <http_code> <size_download> <time_total>``."""
+    """A curl command whose last line is ``@@curl <http_code> <size_download> <time_total> <time_connect>``."""
     parts = ["curl", "-sS", "--connect-timeout", str(connect_timeout), "-m", str(max_time)]
     if follow:
         parts += ["-L", "--max-redirs", "3"]

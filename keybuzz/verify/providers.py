@@ -25,6 +25,7 @@ import pulumi.dynamic as dynamic
 
 from keybuzz.verify import fixture
 from keybuzz.verify.checks import CHECK_NAMES
+from keybuzz.verify.redact import redact  # noqa: F401 - re-exported: ingress_guard and tests use it from here
 
 DEFAULT_TIMEOUT_SECONDS = 60
 # Python dynamic providers are known to stall past ~180 s (pulumi/pulumi#13841).
@@ -143,35 +144,6 @@ def _int(value: Any) -> int:
         return -1
 
 
-_SECRET_KEYS = {"token", "password", "client-key-data", "client-certificate-data", "certificate-authority-data",
-                "client-key", "id-token", "refresh-token", "access-token"}
-
-
-def redact(text: str, kubeconfig: str) -> str:
-    """Remove any credential from the kubeconfig that might have leaked into an error message."""
-    import yaml
-
-    secrets: set[str] = set()
-
-    def walk(node: Any, key: str = "") -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                walk(v, str(k))
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, key)
-        elif isinstance(node, str) and key in _SECRET_KEYS and len(node) >= 6:
-            secrets.add(node)
-
-    try:
-        walk(yaml.safe_load(kubeconfig))
-    except yaml.YAMLError:
-        secrets.update(line.strip() for line in kubeconfig.splitlines() if len(line.strip()) >= 16)
-    if kubeconfig.strip():
-        secrets.add(kubeconfig.strip())
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
 
 
 # ---------------------------------------------------------------------------------------------

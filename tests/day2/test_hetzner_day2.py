@@ -47,6 +47,17 @@ def run(stack: str = "dev", **config: Any) -> ProgramRun:
     return run_program(stack, overrides={f"{PROJECT}:{key}": value for key, value in config.items()})
 
 
+_KEY_RUNS: dict[tuple[str, ...], ProgramRun] = {}
+
+
+def keys_run(*keys: str) -> ProgramRun:
+    """The dev stack with these SSH keys, run once per module: the key tests read the same few runs
+    (each a mock-engine run, seconds on a loaded machine); before and after are distinct runs."""
+    if keys not in _KEY_RUNS:
+        _KEY_RUNS[keys] = run(sshPublicKeys=list(keys))
+    return _KEY_RUNS[keys]
+
+
 def guard_inputs(program: ProgramRun) -> dict[str, Any]:
     (guard,) = [r for r in program.resources if r.name.endswith("-deployed-stack")]
     return {k: v for k, v in guard.inputs.items() if k != "__provider"}
@@ -82,8 +93,8 @@ def comparable(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_ssh_key_add_creates_only_that_key_and_reaches_running_nodes_over_ssh():
-    before = run(sshPublicKeys=[KEY_A])
-    after = run(sshPublicKeys=[KEY_A, KEY_B])
+    before = keys_run(KEY_A)
+    after = keys_run(KEY_A, KEY_B)
     id_a, id_b = ssh_keys.key_id(KEY_A), ssh_keys.key_id(KEY_B)
     assert key_resources(before) == {f"keybuzz-dev-nodes-key-{id_a}": (f"keybuzz-dev-{id_a}", KEY_A)}
     assert key_resources(after) == {
@@ -110,9 +121,9 @@ def test_ssh_key_add_creates_only_that_key_and_reaches_running_nodes_over_ssh():
 
 
 def test_ssh_key_rotation_in_two_steps_never_reuses_a_name_and_never_replaces_a_server():
-    first = run(sshPublicKeys=[KEY_A])
-    both = run(sshPublicKeys=[KEY_A, KEY_B])
-    last = run(sshPublicKeys=[KEY_B])
+    first = keys_run(KEY_A)
+    both = keys_run(KEY_A, KEY_B)
+    last = keys_run(KEY_B)
     names = [key_resources(r) for r in (first, both, last)]
     # A name always means the same key: no create-before-delete can collide on it.
     owner: dict[str, str] = {}
@@ -135,7 +146,7 @@ def test_ssh_key_rotation_in_two_steps_never_reuses_a_name_and_never_replaces_a_
 
 
 def test_ssh_key_swap_in_one_step_is_refused_at_preview():
-    refusals = preview_refusals(run(sshPublicKeys=[KEY_A]), run(sshPublicKeys=[KEY_B]))
+    refusals = preview_refusals(keys_run(KEY_A), keys_run(KEY_B))
     assert list(refusals) == ["sshKeyFingerprints"]
     assert "add the new key, `pulumi up`, then remove the old one" in refusals["sshKeyFingerprints"]
 

@@ -54,7 +54,8 @@ def main(names: list[str]) -> None:
                 lab.reset()
                 scenario.inject(lab)
                 rec = Recording(lab.access())
-                verdict = run_check(check, scenarios.inputs(lab), lambda rec=rec: rec, sleep=lambda s: None)
+                verdict = run_check(check, scenarios.inputs(lab, **scenario.overrides), lambda rec=rec: rec,
+                                    sleep=lambda s: None)
                 print(f"{scenario.name}/{check}: {verdict.message(sorted(lab.nodes))}\n")
                 for pod, stdout in sorted(rec.stdout.items()):
                     node = pod.rsplit("-", 2)[-2] + "-" + pod.rsplit("-", 1)[-1]

@@ -453,6 +453,14 @@ table inet labfault {
             self._fault_rules(x, "fw", f"ip saddr {x.pod_cidr} ip daddr {y.pod_cidr} drop")
             self._fault_rules(x, "fw", f"ip saddr {y.pod_cidr} ip daddr {x.pod_cidr} drop")
 
+    def block_one_way(self, src: str, dst: str) -> None:
+        """Drop the connections ``src``'s pods open to ``dst``'s pods, in ``src``'s forward path: one
+        backend unreachable from one node (replies to connections from ``dst`` still pass). The drop
+        comes before conntrack confirms the DNAT, so a retransmitted SYN to the echo Service is
+        translated afresh (to a random backend)."""
+        a, b = self.node(src), self.node(dst)
+        self._fault_rules(a, "fw", f"ip saddr {a.pod_cidr} ip daddr {b.pod_cidr} ct state new drop")
+
     def set_path_mtu(self, mtu: int, icmp: bool = True) -> None:
         """Lower the cross-node route MTU (a smaller tunnel); without ICMP, Frag needed is dropped."""
         for n in self.lab_nodes:

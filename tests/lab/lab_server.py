@@ -73,6 +73,10 @@ def main() -> None:
             except (urllib.error.URLError, OSError):
                 self._send(502, b"<html><body>502 Bad Gateway (lab ingress)</body></html>\n", "text/html")
 
+    # socketserver's listen backlog is 5: a burst of parallel probes overflows it, the kernel drops
+    # the SYNs and they connect only on the 1 s retransmission, which the ClusterIP judge counts as
+    # a lost SYN. nginx listens with 511.
+    ThreadingHTTPServer.request_queue_size = 511
     server = ThreadingHTTPServer(("0.0.0.0", args.port), Handler)
     server.daemon_threads = True
     server.serve_forever()

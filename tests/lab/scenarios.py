@@ -7,7 +7,8 @@ Shared by the fault-matrix tests (tests/lab/test_lab_faults.py) and by the captu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from lab import Lab
 
@@ -27,16 +28,32 @@ def inputs(lab: Lab, **overrides: object) -> CheckInputs:
     return lab.check_inputs(**{"timeout_seconds": CHECK_TIMEOUT_S, "timeouts": LAB_TIMEOUTS, **overrides})
 
 
+# ClusterIP scenarios where some backend is unreachable from some node: calls per client pod such
+# that the dead backend is picked (uniformly among 3, as kube-proxy does) with near certainty.
+# With one node cut from one backend, P(no call of that node picks it) = (2/3)^40 = 9e-8: the
+# chance of a false pass (for a pair cut both ways, of one node's failure going unseen). The
+# default (plan.clusterip_calls: 9 per pod) would leave (2/3)^9 = 2.6 % for the one-way fault.
+MANY_CALLS = 40
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     inject: Callable[[Lab], None]
     checks: tuple[str, ...]
+    # CheckInputs fields this scenario sets beyond the lab's defaults (see inputs()).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 SCENARIOS = [
     Scenario("healthy", lambda lab: None, ("dns", "clusterip", "mesh", "mtu", "ingress")),
-    Scenario("pair_blocked", lambda lab: lab.block_pair("node-a", "node-b"), ("mesh", "mtu", "clusterip")),
+    Scenario("pair_blocked", lambda lab: lab.block_pair("node-a", "node-b"), ("mesh", "mtu", "clusterip"),
+             {"clusterip_calls": MANY_CALLS}),
+    # The production connect budget (2 s), so the retransmitted SYN (at 1 s) can still connect: the
+    # call answers, late, from another backend; only its connect time shows the lost SYN.
+    Scenario("backend_unreachable_one_way", lambda lab: lab.block_one_way("node-a", "node-c"), ("clusterip", "mesh"),
+             {"clusterip_calls": MANY_CALLS, "timeouts": Timeouts(connect_s=2, request_s=3, bulk_s=3),
+              "timeout_seconds": 6.0}),
     Scenario("path_mtu_icmp", lambda lab: lab.set_path_mtu(SMALLER_PATH_MTU, icmp=True), ("mtu",)),
     Scenario("path_mtu_black_hole", lambda lab: lab.set_path_mtu(SMALLER_PATH_MTU, icmp=False), ("mtu",)),
     Scenario("pmtu_cached", lambda lab: lab.prime_pmtu("node-a", "node-b", SMALLER_PATH_MTU), ("mtu",)),
@@ -69,6 +86,7 @@ class Expect:
     ok: bool
     cause: str = ""
     where: tuple[str, ...] | None = None
+    what: str = ""  # a fragment one failure's "what" must contain
 
 
 EXPECTED: dict[tuple[str, str], Expect] = {
@@ -76,7 +94,12 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("pair_blocked", "mesh"): Expect(False, "IP protocol 4 (IPIP) or BGP TCP 179 blocked",
                                      ("node-a→node-b", "node-b→node-a")),
     ("pair_blocked", "mtu"): Expect(False, "path down altogether", ("node-a→node-b", "node-b→node-a")),
-    ("pair_blocked", "clusterip"): Expect(False, "a cross-node overlay path is broken"),
+    ("pair_blocked", "clusterip"): Expect(False, "a cross-node overlay path is broken", ("from node-a", "from node-b")),
+    ("backend_unreachable_one_way", "clusterip"): Expect(False, "a cross-node overlay path is broken", ("from node-a",),
+                                                         "a backend is unreachable from node-a"),
+    # The pod mesh probes that path directly, whatever the Service's random picks: a deterministic second witness.
+    ("backend_unreachable_one_way", "mesh"): Expect(False, "IP protocol 4 (IPIP) or BGP TCP 179 blocked",
+                                                    ("node-a→node-c",)),
     ("path_mtu_icmp", "mtu"): Expect(False, f"a hop on the path carries only {SMALLER_PATH_MTU} bytes, less than "
                                      "the pool MTU 1430"),
     ("path_mtu_black_hole", "mtu"): Expect(False, "MTU black hole: 1430-byte packets vanish"),
@@ -116,6 +139,8 @@ def check_verdict(verdict: Verdict, expect: Expect, nodes: list[str]) -> None:
     assert verdict.ok is expect.ok, message
     if expect.where is not None:
         assert tuple(f.where for f in verdict.failures) == expect.where, message
+    if expect.what:
+        assert any(expect.what in f.what for f in verdict.failures), message
     if expect.cause:
         said = verdict.causes() if not expect.ok else verdict.notes
         assert any(expect.cause in text for text in said), f"{expect.cause!r} not in {said}"

@@ -17,7 +17,8 @@ CASES = sorted(EXPECTED)
 def test_fault_is_caught_and_named(clean_lab, scenario, check):
     BY_NAME[scenario].inject(clean_lab)
     access = clean_lab.access()
-    verdict = run_check(check, inputs(clean_lab), lambda: access, sleep=lambda s: None)
+    verdict = run_check(check, inputs(clean_lab, **BY_NAME[scenario].overrides), lambda: access,
+                        sleep=lambda s: None)
     check_verdict(verdict, EXPECTED[(scenario, check)], sorted(clean_lab.nodes))
 
 

@@ -349,10 +349,16 @@ def test_fixture_apply_refused_exits_3_and_says_why(kubeconfig_file):
 # -- unreachable API ------------------------------------------------------------------------------
 
 
-def test_unreachable_api_server_exits_3_within_its_deadline(tmp_path):
+@pytest.fixture(scope="module")
+def kubernetes_imported() -> None:
+    """The Kubernetes client's cold import (seconds on a loaded machine), paid once, outside the runs."""
+    import kubernetes.client  # noqa: F401
+    import kubernetes.client.models  # noqa: F401
+
+
+def test_unreachable_api_server_exits_3_within_its_deadline(tmp_path, kubernetes_imported):
     path = tmp_path / "kc"
     path.write_text(kubeconfig_text(f"https://127.0.0.1:{closed_port()}"))
-    import kubernetes.client  # noqa: F401  (cold import time is not what is measured)
 
     out = io.StringIO()
     started = time.monotonic()
@@ -390,6 +396,7 @@ def test_api_that_never_answers_is_cut_at_the_api_timeout(kubeconfig_file):
     (["--kubeconfig", "KC", "--stack", "dev"], "not allowed with argument"),
     (["--kubeconfig", "KC", "--mtu", "100"], "--mtu 100: an MTU between 576 and 9000"),
     (["--kubeconfig", "KC", "--timeout", "2"], "--timeout 2: 5..600 seconds"),
+    (["--kubeconfig", "KC", "--ingress-port", "70000"], "--ingress-port 70000: a port between 1 and 65535"),
     (["--kubeconfig", "KC", "--pod-cidr", "10.42.0.0/99"], "--pod-cidr 10.42.0.0/99: not an IPv4 CIDR"),
     (["--kubeconfig", "KC", "--external-url", "ftp://x"], "--external-url ftp://x: not an http(s) URL"),
     (["--kubeconfig", "KC", "--check", "nope"], "invalid choice: 'nope'"),
@@ -481,15 +488,89 @@ def test_stack_reads_kubeconfig_nodes_and_mtu_from_the_stack_outputs(fake_pulumi
     assert TOKEN not in text and TOKEN not in report.read_text()
 
 
+class ScriptRecorder(FixtureFake):
+    """FixtureFake that keeps every probe script it was asked to run."""
+
+    def __init__(self, cluster: Any) -> None:
+        super().__init__(cluster)
+        self.scripts: list[str] = []
+
+    def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str], timeout: float) -> Any:
+        self.scripts.append(command[-1])
+        return self.cluster.exec_in_pod(namespace, pod, container, command, timeout)
+
+
+def _stack_repo(tmp_path: Path, ingress: str) -> Path:
+    """A project copy holding only a Pulumi.dev.yaml whose edge is ``ingress`` (YAML flow mapping)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Pulumi.dev.yaml").write_text(f"config:\n  keybuzz-k3s:clusterName: keybuzz-dev\n"
+                                          f"  keybuzz-k3s:ingress: {ingress}\n")
+    return repo
+
+
+@pytest.mark.parametrize(("ingress", "controller", "port"), [
+    ("{controller: ingress-nginx}", "ingress-nginx", 80),
+    ("{controller: traefik, migration: trial}", "traefik", 8000),  # Traefik beside ingress-nginx: its trial port
+    ("{controller: traefik, migration: swap}", "traefik", 80),
+    ("{controller: traefik}", "traefik", 80),
+])
+def test_stack_probes_the_ingress_controller_and_port_its_config_declares(fake_pulumi, tmp_path, ingress,
+                                                                          controller, port):
+    access = ScriptRecorder(FakeCluster())
+    report = tmp_path / "r.json"
+    code, text = run_cli(["--stack", "dev", "--check", "ingress", "--json", str(report)], access,
+                         env=fake_pulumi, repo=_stack_repo(tmp_path, ingress))
+    assert code == cli.EXIT_PASSED, text
+    assert f"ingress: {controller} probed on the nodes' port {port}" in text
+    data = json.loads(report.read_text())
+    assert data["cluster"]["ingress"] == {"controller": controller, "port": port}
+    assert data["checks"]["ingress"]["tested"].startswith(f"{controller} on 3 nodes (private IP :{port},")
+    probed = set(re.findall(r"http://10\.0\.1\.\d+:(\d+)/node", "\n".join(access.scripts)))
+    assert probed == {str(port)}
+
+
+def test_ingress_flags_override_the_stacks_edge(fake_pulumi, tmp_path):
+    access = ScriptRecorder(FakeCluster())
+    code, text = run_cli(["--stack", "dev", "--check", "ingress", "--ingress-controller", "ingress-nginx",
+                          "--ingress-port", "8080"], access, env=fake_pulumi,
+                         repo=_stack_repo(tmp_path, "{controller: traefik, migration: trial}"))
+    assert code == cli.EXIT_PASSED, text
+    assert "ingress: ingress-nginx probed on the nodes' port 8080" in text
+    assert set(re.findall(r"http://10\.0\.1\.\d+:(\d+)/node", "\n".join(access.scripts))) == {"8080"}
+
+
+def test_kubeconfig_without_flags_probes_ingress_nginx_on_80(kubeconfig_file):
+    access = ScriptRecorder(FakeCluster())
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--check", "ingress"], access)
+    assert code == cli.EXIT_PASSED, text
+    assert "ingress: ingress-nginx probed on the nodes' port 80" in text
+
+
+def test_stack_dev_against_an_api_that_refuses_exits_3(fake_pulumi, kubernetes_imported):
+    # The stack's outputs through the fake Pulumi CLI, the real Kubernetes client, a closed port.
+    out = io.StringIO()
+    code = cli.main(["--stack", "dev", "--api-timeout", "20"], out=out, env=fake_pulumi)
+    text = out.getvalue()
+    assert code == cli.EXIT_UNREACHABLE, text
+    assert text.startswith("verifying https://127.0.0.1:")
+    assert "(stack dev)" in text and "Connection refused" in text
+    assert TOKEN not in text
+    assert Path(fake_pulumi["FAKE_PULUMI_LOG"]).read_text().startswith("stack output --json --show-secrets")
+
+
 def test_bin_verify_stack_dev_with_a_fake_pulumi_on_path(fake_pulumi):
-    # The bash wrapper end to end: bin/venv, the module, the stack outputs, an API that refuses (exit 3).
+    # The bash wrapper end to end from another directory: bin/venv, the module, the environment, the
+    # stack file found in the project, the Pulumi CLI on PATH, the exit status. A stack never brought
+    # up (no kubeconfig output) stops before any cluster client: one interpreter start, no
+    # Kubernetes client import (the refused API is the test above, in-process).
+    Path(fake_pulumi["FAKE_PULUMI_OUTPUTS"]).write_text(json.dumps({"podMtu": 1400}))
     done = subprocess.run([str(ROOT / "bin/verify"), "--stack", "dev", "--api-timeout", "20"], capture_output=True,
                           text=True, timeout=120, env=fake_pulumi, cwd="/")
-    assert done.returncode == cli.EXIT_UNREACHABLE, done.stdout + done.stderr
-    assert done.stdout.startswith("verifying https://127.0.0.1:")
-    assert "(stack dev)" in done.stdout and "Connection refused" in done.stdout
-    assert TOKEN not in done.stdout + done.stderr
-    assert Path(fake_pulumi["FAKE_PULUMI_LOG"]).read_text().startswith("stack output --json --show-secrets")
+    assert done.returncode == cli.EXIT_USAGE, done.stdout + done.stderr
+    assert "bin/verify: error: stack dev has no kubeconfig output: run `bin/deploy dev up` first" in done.stdout
+    assert Path(fake_pulumi["FAKE_PULUMI_LOG"]).read_text().splitlines() == [
+        "stack output --json --show-secrets --stack dev", f"file://{ROOT}/.pulumi-state"]
 
 
 def test_stack_without_passphrase_or_pulumi_or_outputs_exits_2(fake_pulumi):

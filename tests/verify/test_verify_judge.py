@@ -1,5 +1,6 @@
 """Parsers and judges on output captured from the real tools in the lab; the check flow on fakes."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -14,15 +15,17 @@ from verify_fakes import (
     Faults,
     ReplayCluster,
     UnreachableCluster,
+    captured,
     captured_probe,
 )
 
 from keybuzz.verify import judge, plan
 from keybuzz.verify.checks import CHECK_NAMES, CheckInputs, run_check
 from keybuzz.verify.cluster import ExecResult
+from keybuzz.verify.plan import RawOutput, parse_script_output
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
-from scenarios import EXPECTED, LAB_TIMEOUTS, check_verdict  # noqa: E402 - the lab's expectations
+from scenarios import BY_NAME, EXPECTED, LAB_TIMEOUTS, check_verdict  # noqa: E402 - the lab's expectations
 
 INPUTS = CheckInputs(nodes=NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU, timeout_seconds=30,
                      external_urls=("https://example.com/",))
@@ -109,6 +112,48 @@ def test_parse_curl_reads_the_body_and_write_out_fields():
     assert (res.exit_code, res.http_code, res.body, res.ok) == (0, 200, "node-c", True)
 
 
+def test_parse_curl_reads_the_connect_time():
+    healthy = [c for i in range(9) for c in judge.parse_curl(*_raw("healthy", "clusterip", "node-a", f"svc:{i}"))]
+    assert all(c.ok and c.connect_seconds is not None and 0 < c.connect_seconds < 1 for c in healthy)
+    assert not any(c.syn_retried for c in healthy)
+    # node-a's SYNs to node-c's echo pod are dropped: the calls that answered did so on the retry, >= 1 s.
+    cut = [c for i in range(40) for c in judge.parse_curl(*_raw("backend_unreachable_one_way", "clusterip", "node-a",
+                                                                 f"svc:{i}"))]
+    late = [c for c in cut if c.ok and c.syn_retried]
+    assert late and all(1.0 <= c.connect_seconds < 1.5 and c.body in ("node-a", "node-b") for c in late)
+    assert [c.body for c in cut if c.ok and not c.syn_retried].count("node-c") == 0
+
+
+def test_parse_curl_without_a_connect_time_does_not_guess_one():
+    (old,) = judge.parse_curl("node-a\n@@curl 200 7 1.204000\n", 0)  # the write-out before time_connect
+    assert (old.ok, old.connect_seconds, old.syn_retried) == (True, None, False)
+
+
+def test_clusterip_calls_that_answer_only_on_a_retried_syn_fail_the_check():
+    """The flaky pass: every call answered, some only after their first SYN was lost (the retry
+    picked a live backend). The connect time says so; the check fails and names the node."""
+    outputs = {node: parse_script_output(captured("backend_unreachable_one_way", "clusterip", node))
+               for node in LAB_NODES}
+    answered = {node: {k: r for k, r in raws.items() if r.exit_code == 0} for node, raws in outputs.items()}
+    late = sum(c.syn_retried for r in answered["node-a"].values() for c in judge.parse_curl(r.text, r.exit_code))
+    assert late >= 1
+    clients = {n: f"client-{n}" for n in LAB_NODES}
+    verdict = judge.judge_clusterip(sorted(LAB_NODES), answered, "10.43.100.7", clients, sorted(LAB_NODES))
+    message = verdict.message(sorted(LAB_NODES))
+    assert not verdict.ok, message
+    (failure,) = verdict.failures
+    assert failure.where == "from node-a"
+    assert failure.what == (f"{late} of {len(answered['node-a'])} calls answered late: connect took 1.0 s: the "
+                            "first SYN was lost, the retry reached another backend — a backend is unreachable "
+                            "from node-a")
+    assert verdict.causes() == ["some backends unreachable from that node: a cross-node overlay path is broken "
+                                "(see pod mesh)"]
+    # The same calls judged without their connect times (the 4-field write-out) passed: the old blind spot.
+    blind = {node: {k: RawOutput(re.sub(r"^(@@curl \S+ \S+ \S+) \S+$", r"\1", r.text, flags=re.M), r.exit_code)
+                    for k, r in raws.items()} for node, raws in answered.items()}
+    assert judge.judge_clusterip(sorted(LAB_NODES), blind, "10.43.100.7", clients, sorted(LAB_NODES)).ok
+
+
 def test_parse_dig_reads_answer_and_status():
     ok = judge.parse_dig(*_raw("healthy", "dns", "node-a", "dns:kubernetes"))
     assert (ok.status, ok.answers) == ("ok", ("10.43.0.1",))
@@ -139,8 +184,8 @@ CASES = sorted(EXPECTED)
 
 @pytest.mark.parametrize(("scenario", "check"), CASES, ids=[f"{s}-{c}" for s, c in CASES])
 def test_judges_name_the_fault_from_captured_real_output(scenario, check):
-    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU,
-                         timeout_seconds=30, timeouts=LAB_TIMEOUTS)
+    overrides = {"timeouts": LAB_TIMEOUTS, **BY_NAME[scenario].overrides, "timeout_seconds": 30}
+    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU, **overrides)
     clock = FakeClock()
     cluster = ReplayCluster(scenario, check)
     verdict = run_check(check, inputs, lambda: cluster, clock=clock, sleep=clock.sleep)

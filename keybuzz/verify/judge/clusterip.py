@@ -22,7 +22,9 @@ def judge_clusterip(
 ) -> Verdict:
     """From every node the Service answers; pooled over all calls every backend (one per node) answers.
 
-    Calls are the ``svc:*`` probes of each pod (one curl each, or one loop of curls).
+    Calls are the ``svc:*`` probes of each pod (one curl each, or one loop of curls). A call that
+    answered but whose connect took >= 1 s lost its first SYN: counted as lost, not as passed
+    (see ``_some_calls_lost``).
     """
     failures = missing_pod_failures(nodes, pods_clients, "client", namespace)
     failures += missing_pod_failures(nodes, {n: 1 for n in echo_nodes}, "echo", namespace)
@@ -53,11 +55,8 @@ def judge_clusterip(
                                     f"({describe_curl_failure(bad[0])})",
                                     f"kube-proxy rules missing on {node} (the ClusterIP is not translated there), or "
                                     f"no path from {node} to any echo pod (see pod mesh)"))
-        elif bad:
-            failures.append(Failure(f"from {node}", f"{len(bad)} of {len(calls)} calls failed "
-                                    f"({describe_curl_failure(bad[0])})",
-                                    "some backends unreachable from that node: a cross-node overlay path is "
-                                    "broken (see pod mesh)"))
+        elif bad or any(c.syn_retried for c in calls):
+            failures.append(_some_calls_lost(node, calls, bad))
         elif unfinished and not calls:
             failures.append(unfinished_failure(f"from {node}", unfinished[:3]))
     for node in sorted(echo_nodes):
@@ -74,3 +73,27 @@ def judge_clusterip(
         unit="node checks (answers from, answered by)",
         latency_ms=latency_summary(times),
     )
+
+
+# Shared by failed and late calls: one cause per node whatever mix of the two it saw.
+CAUSE_SOME_BACKENDS = ("some backends unreachable from that node: a cross-node overlay path is broken "
+                       "(see pod mesh)")
+
+
+def _some_calls_lost(node: str, calls: Sequence[CurlResult], bad: Sequence[CurlResult]) -> Failure:
+    """Some calls from ``node`` failed, or connected only on a retransmitted SYN.
+
+    When the first SYN to a dead backend is dropped before conntrack confirms its entry (a drop in
+    the node's own forward path), the retransmitted SYN, 1 s later, is translated afresh and may
+    pick a live backend: the call answers after ~1 s and would pass. Its ``time_connect`` gives
+    it away: a handshake never takes the kernel's 1 s initial RTO on a healthy overlay.
+    """
+    late = [c for c in calls if c.ok and c.syn_retried]
+    parts = []
+    if bad:
+        parts.append(f"{len(bad)} of {len(calls)} calls failed ({describe_curl_failure(bad[0])})")
+    if late:
+        slowest = max(c.connect_seconds or 0.0 for c in late)
+        parts.append(f"{len(late)} of {len(calls)} calls answered late: connect took {slowest:.1f} s: the first "
+                     f"SYN was lost, the retry reached another backend — a backend is unreachable from {node}")
+    return Failure(f"from {node}", "; ".join(parts), CAUSE_SOME_BACKENDS)

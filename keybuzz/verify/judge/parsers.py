@@ -26,6 +26,8 @@ class CurlResult:
     seconds: float
     body: str
     error: str
+    # curl's %{time_connect}: None in output from before it was recorded (a 4-field @@curl line).
+    connect_seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -49,11 +51,22 @@ class CurlResult:
         return "error"
 
     @property
+    def syn_retried(self) -> bool:
+        """The TCP handshake took at least the kernel's initial RTO: the first SYN (or its SYN-ACK)
+        was lost and the connection came from a retransmitted SYN."""
+        return self.connect_seconds is not None and self.connect_seconds >= SYN_RETRY_S
+
+    @property
     def waited_s(self) -> float:
         """How long curl waited, from its own error text when present ("after 2001 milliseconds")."""
         m = _AFTER_MS.search(self.error)
         return int(m.group(1)) / 1000 if m else self.seconds
 
+
+# Linux's initial retransmission timeout (TCP_TIMEOUT_INIT, 1 s since RFC 6298 / Linux 3.1): the
+# first SYN retransmission leaves 1 s after the SYN, so no handshake that lost its first SYN
+# completes in under 1 s, while a healthy overlay handshake takes milliseconds.
+SYN_RETRY_S = 1.0
 
 _CURL_ERR = re.compile(r"curl: \((\d+)\) (.*)")
 # curl 7.88: "Failed to connect to X port P after 1000 ms: Timeout was reached";
@@ -75,15 +88,13 @@ def parse_curl(text: str, exit_code: int | None) -> list[CurlResult]:
             fields = line.split()
             code = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
             size = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
-            try:
-                seconds = float(fields[3]) if len(fields) > 3 else 0.0
-            except ValueError:
-                seconds = 0.0
+            seconds = _float(fields, 3) or 0.0
+            connect = _float(fields, 4)
             errors = [m for m in (_CURL_ERR.match(b) for b in body) if m]
             rc = int(errors[-1].group(1)) if errors else 0
             error = errors[-1].group(2) if errors else ""
             text_body = "\n".join(b for b in body if not _CURL_ERR.match(b)).strip()
-            results.append(CurlResult(rc, code, size, seconds, text_body, error))
+            results.append(CurlResult(rc, code, size, seconds, text_body, error, connect))
             body = []
         else:
             body.append(line)
@@ -93,8 +104,16 @@ def parse_curl(text: str, exit_code: int | None) -> list[CurlResult]:
         results.append(CurlResult(exit_code, 0, 0, 0.0, "", error or "no output"))
     elif exit_code not in (None, 0) and results[-1].exit_code == 0:
         last = results[-1]
-        results[-1] = CurlResult(exit_code, last.http_code, last.size, last.seconds, last.body, last.error)
+        results[-1] = CurlResult(exit_code, last.http_code, last.size, last.seconds, last.body, last.error,
+                                 last.connect_seconds)
     return results
+
+
+def _float(fields: list[str], i: int) -> float | None:
+    try:
+        return float(fields[i]) if len(fields) > i else None
+    except ValueError:
+        return None
 
 
 def describe_curl_failure(result: CurlResult, total: int | None = None) -> str:
