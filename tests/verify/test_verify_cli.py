@@ -512,7 +512,8 @@ def _stack_repo(tmp_path: Path, ingress: str) -> Path:
 @pytest.mark.parametrize(("ingress", "controller", "port"), [
     ("{controller: ingress-nginx}", "ingress-nginx", 80),
     ("{controller: traefik, migration: trial}", "traefik", 8000),  # Traefik beside ingress-nginx: its trial port
-    ("{controller: traefik, migration: swap}", "traefik", 80),
+    ("{controller: traefik, migration: overlap}", "ingress-nginx (Traefik beside it on :80)", 80),
+    ("{controller: traefik, migration: retire}", "traefik", 80),
     ("{controller: traefik}", "traefik", 80),
 ])
 def test_stack_probes_the_ingress_controller_and_port_its_config_declares(fake_pulumi, tmp_path, ingress,
