@@ -190,24 +190,6 @@ class K3sCluster(pulumi.ComponentResource):
             script = pulumi.Output.all(rendered, server_id).apply(
                 lambda args: k3s.install_script(node.role, cfg.k3s_version, args[0], node.name, server_id=str(args[1]))
             )
-        # No triggers: a changed script (config or version) is an in-place update that runs the same
-        # script again on this node only, after its drain; nothing is replaced.
-        self.installs[node.name] = command.remote.Command(
-            f"{name}-install-{node.name}",
-            connection=_connection(handle, self._secrets),
-            create=script,
-            stdin=self.token,
-            logging=command.remote.Logging.STDERR,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[handle.server, resize]),
-        )
-        self.ready[node.name] = command.remote.Command(
-            f"{name}-ready-{node.name}",
-            connection=ops,
-            create=fingerprint.apply(lambda fp: node_ops.registered_script(node.name, fp)),
-            update=fingerprint.apply(lambda fp: node_ops.ready_script(node.name, fp)),
-            logging=command.remote.Logging.STDOUT_AND_STDERR,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
-        )
         previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
         self._retires[node.name] = command.remote.Command(
             f"{name}-retire-{node.name}",
@@ -231,6 +213,26 @@ class K3sCluster(pulumi.ComponentResource):
                 depends_on=[handle.server, *previous],
                 delete_before_replace=True,
             ),
+        )
+        # No triggers: a changed script (config or version) is an in-place update that runs the same
+        # script again on this node only, after its drain; nothing is replaced.
+        self.installs[node.name] = command.remote.Command(
+            f"{name}-install-{node.name}",
+            connection=_connection(handle, self._secrets),
+            create=script,
+            stdin=self.token,
+            logging=command.remote.Logging.STDERR,
+            # After the retire step: when the server was replaced, that step's replacement removes the
+            # old Node and etcd member; the new machine must not join under the same name before.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[handle.server, resize, self._retires[node.name]]),
+        )
+        self.ready[node.name] = command.remote.Command(
+            f"{name}-ready-{node.name}",
+            connection=ops,
+            create=fingerprint.apply(lambda fp: node_ops.registered_script(node.name, fp)),
+            update=fingerprint.apply(lambda fp: node_ops.ready_script(node.name, fp)),
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
         )
 
     def _declare_node_metadata(self, entry: NodeRollout) -> None:

@@ -156,7 +156,9 @@ def test_servers_roll_one_at_a_time_and_agents_after_the_last_server(run):
         assert run.named(f"{name}-k3s-drain-{current}").depends_on == [guard, f"{name}-k3s-ready-{previous}", *lb]
     for node in chain:
         assert run.named(f"{name}-k3s-resize-{node}").depends_on == [f"{name}-k3s-drain-{node}"]
-        assert run.named(f"{name}-k3s-install-{node}").depends_on == [node, f"{name}-k3s-resize-{node}"]
+        assert run.named(f"{name}-k3s-install-{node}").depends_on == [
+            node, f"{name}-k3s-resize-{node}", f"{name}-k3s-retire-{node}"
+        ]
         assert run.named(f"{name}-k3s-ready-{node}").depends_on == [f"{name}-k3s-install-{node}"]
 
 

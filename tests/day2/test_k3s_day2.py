@@ -92,7 +92,8 @@ def test_k3s_version_bump_restarts_every_node_in_place_servers_first_then_agents
     for previous, current in zip(chain, chain[1:], strict=False):
         assert f"{K}-ready-{C}-{previous}" in deps(bumped, "drain", current)
     for node in chain:
-        assert deps(bumped, "install", node) == [f"{C}-{node}", f"{K}-resize-{C}-{node}"]
+        # The retire step too: a replaced server's old Node and etcd member are gone before it joins.
+        assert deps(bumped, "install", node) == [f"{C}-{node}", f"{K}-resize-{C}-{node}", f"{K}-retire-{C}-{node}"]
         assert deps(bumped, "resize", node) == [f"{K}-drain-{C}-{node}"]
         assert deps(bumped, "ready", node) == [f"{K}-install-{C}-{node}"]
 
@@ -156,7 +157,7 @@ def test_server_type_change_drains_resizes_and_uncordons_one_node_at_a_time(base
         assert "serverType" in server.options["ignore_changes"]
     # drain -> resize -> (install, unchanged) -> ready (wait Ready, uncordon) -> next node's drain.
     assert deps(resized, "resize", "workers-1") == [f"{K}-drain-{C}-workers-1"]
-    assert deps(resized, "install", "workers-1")[-1] == f"{K}-resize-{C}-workers-1"
+    assert deps(resized, "install", "workers-1")[1:] == [f"{K}-resize-{C}-workers-1", f"{K}-retire-{C}-workers-1"]
     assert f"{K}-ready-{C}-workers-1" in deps(resized, "drain", "workers-2")
 
 
