@@ -154,9 +154,36 @@ class K3sCluster(pulumi.ComponentResource):
             lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
         )
 
+        previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
+        self._retires[node.name] = command.remote.Command(
+            f"{name}-retire-{node.name}",
+            connection=_connection(self._handles[entry.retire_host], self._secrets),
+            create=node_ops.retire_create_script(node.name),
+            delete=node_ops.retire_script(
+                node.name,
+                node.role,
+                node.private_ip,
+                alone=entry.retire_host == node.name,
+                first=node.name == cfg.servers[0].name,
+            ),
+            # A replaced server is a new machine under the same name: its old Node (and etcd member)
+            # must go first, or the new one is refused (node password) or doubles the member.
+            triggers=[handle.server.id],
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Depends on the server: deleted (drain, Node, etcd member) before the server is.
+                # Depends on the previous retire of its role: deletes run one at a time.
+                depends_on=[handle.server, *previous],
+                delete_before_replace=True,
+            ),
+        )
         after = [guard, *(self.ready[n] for n in entry.after)]
         if node.name != cfg.servers[0].name:
             after += self._join_through
+        # A replaced server: the retire step's replacement drains and deletes the old Node; this
+        # drain must not run against that Node at the same time (it would fail on "not found").
+        after.append(self._retires[node.name])
         drain = command.remote.Command(
             f"{name}-drain-{node.name}",
             connection=ops,
@@ -190,30 +217,6 @@ class K3sCluster(pulumi.ComponentResource):
             script = pulumi.Output.all(rendered, server_id).apply(
                 lambda args: k3s.install_script(node.role, cfg.k3s_version, args[0], node.name, server_id=str(args[1]))
             )
-        previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
-        self._retires[node.name] = command.remote.Command(
-            f"{name}-retire-{node.name}",
-            connection=_connection(self._handles[entry.retire_host], self._secrets),
-            create=node_ops.retire_create_script(node.name),
-            delete=node_ops.retire_script(
-                node.name,
-                node.role,
-                node.private_ip,
-                alone=entry.retire_host == node.name,
-                first=node.name == cfg.servers[0].name,
-            ),
-            # A replaced server is a new machine under the same name: its old Node (and etcd member)
-            # must go first, or the new one is refused (node password) or doubles the member.
-            triggers=[handle.server.id],
-            logging=command.remote.Logging.STDOUT_AND_STDERR,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # Depends on the server: deleted (drain, Node, etcd member) before the server is.
-                # Depends on the previous retire of its role: deletes run one at a time.
-                depends_on=[handle.server, *previous],
-                delete_before_replace=True,
-            ),
-        )
         # No triggers: a changed script (config or version) is an in-place update that runs the same
         # script again on this node only, after its drain; nothing is replaced.
         self.installs[node.name] = command.remote.Command(
