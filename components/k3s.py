@@ -188,7 +188,9 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-drain-{node.name}",
             connection=ops,
             create=fingerprint.apply(lambda fp: node_ops.new_node_script(node.name, fp)),
-            update=fingerprint.apply(lambda fp: node_ops.drain_script(node.name, fp)),
+            update=fingerprint.apply(
+                lambda fp: node_ops.drain_script(node.name, fp, on_node=entry.ops_host == node.name)
+            ),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
