@@ -154,14 +154,43 @@ class K3sCluster(pulumi.ComponentResource):
             lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
         )
 
+        previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
+        self._retires[node.name] = command.remote.Command(
+            f"{name}-retire-{node.name}",
+            connection=_connection(self._handles[entry.retire_host], self._secrets),
+            create=node_ops.retire_create_script(node.name),
+            delete=node_ops.retire_script(
+                node.name,
+                node.role,
+                node.private_ip,
+                alone=entry.retire_host == node.name,
+                first=node.name == cfg.servers[0].name,
+            ),
+            # A replaced server is a new machine under the same name: its old Node (and etcd member)
+            # must go first, or the new one is refused (node password) or doubles the member.
+            triggers=[handle.server.id],
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Depends on the server: deleted (drain, Node, etcd member) before the server is.
+                # Depends on the previous retire of its role: deletes run one at a time.
+                depends_on=[handle.server, *previous],
+                delete_before_replace=True,
+            ),
+        )
         after = [guard, *(self.ready[n] for n in entry.after)]
         if node.name != cfg.servers[0].name:
             after += self._join_through
+        # A replaced server: the retire step's replacement drains and deletes the old Node; this
+        # drain must not run against that Node at the same time (it would fail on "not found").
+        after.append(self._retires[node.name])
         drain = command.remote.Command(
             f"{name}-drain-{node.name}",
             connection=ops,
             create=fingerprint.apply(lambda fp: node_ops.new_node_script(node.name, fp)),
-            update=fingerprint.apply(lambda fp: node_ops.drain_script(node.name, fp)),
+            update=fingerprint.apply(
+                lambda fp: node_ops.drain_script(node.name, fp, on_node=entry.ops_host == node.name)
+            ),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
@@ -198,7 +227,9 @@ class K3sCluster(pulumi.ComponentResource):
             create=script,
             stdin=self.token,
             logging=command.remote.Logging.STDERR,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[handle.server, resize]),
+            # After the retire step: when the server was replaced, that step's replacement removes the
+            # old Node and etcd member; the new machine must not join under the same name before.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[handle.server, resize, self._retires[node.name]]),
         )
         self.ready[node.name] = command.remote.Command(
             f"{name}-ready-{node.name}",
@@ -207,30 +238,6 @@ class K3sCluster(pulumi.ComponentResource):
             update=fingerprint.apply(lambda fp: node_ops.ready_script(node.name, fp)),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
-        )
-        previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
-        self._retires[node.name] = command.remote.Command(
-            f"{name}-retire-{node.name}",
-            connection=_connection(self._handles[entry.retire_host], self._secrets),
-            create=node_ops.retire_create_script(node.name),
-            delete=node_ops.retire_script(
-                node.name,
-                node.role,
-                node.private_ip,
-                alone=entry.retire_host == node.name,
-                first=node.name == cfg.servers[0].name,
-            ),
-            # A replaced server is a new machine under the same name: its old Node (and etcd member)
-            # must go first, or the new one is refused (node password) or doubles the member.
-            triggers=[handle.server.id],
-            logging=command.remote.Logging.STDOUT_AND_STDERR,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # Depends on the server: deleted (drain, Node, etcd member) before the server is.
-                # Depends on the previous retire of its role: deletes run one at a time.
-                depends_on=[handle.server, *previous],
-                delete_before_replace=True,
-            ),
         )
 
     def _declare_node_metadata(self, entry: NodeRollout) -> None:

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 API_URL = "https://api.hetzner.cloud/v1"
 TOKEN_ENV = "HCLOUD_TOKEN"
@@ -36,6 +37,22 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 
 # (method, url, headers, body or None, timeout) -> (HTTP status, response body)
 Transport = Callable[[str, str, dict[str, str], "bytes | None", float], tuple[int, bytes]]
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """The real clock; tests pass a fake one that advances on ``sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 class HcloudApiError(Exception):
@@ -128,3 +145,21 @@ class HcloudApi:
 
 def _scrub(text: str, token: str) -> str:
     return text.replace(token, "[token]") if token else text
+
+
+def wait_action(
+    api: HcloudApi, clock: Clock, action: Mapping[str, Any], deadline: float, poll: float
+) -> Mapping[str, Any]:
+    """Poll ``action`` until ``success`` or ``error``, at most ``deadline`` seconds.
+
+    Returns the last state read: its ``status`` is still ``running`` when the deadline passed; the
+    caller words the failure (it knows which node or load balancer, and what is left to do).
+    """
+    start = clock.now()
+    current: Mapping[str, Any] = action
+    while current.get("status") not in ("success", "error"):
+        if clock.now() - start + poll > deadline:
+            return current
+        clock.sleep(poll)
+        current = api.get_action(action["id"])
+    return current

@@ -21,8 +21,15 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from keybuzz.hcloud_api import HcloudApi, HcloudApiError, Transport, token_from_env
-from keybuzz.resize import Clock, MonotonicClock
+from keybuzz.hcloud_api import (
+    Clock,
+    HcloudApi,
+    HcloudApiError,
+    MonotonicClock,
+    Transport,
+    token_from_env,
+    wait_action,
+)
 
 PROPS = ("loadBalancerId", "enabled")
 ACTION_DEADLINE_SECONDS = 120.0
@@ -54,18 +61,14 @@ def ensure_public_interface(
         action_name = action_for(seen, enabled)
         if action_name is None:
             return None
-        action = api.load_balancer_action(load_balancer_id, action_name)
-        start = clock.now()
-        while action.get("status") not in ("success", "error"):
-            if clock.now() - start + poll > deadline:
-                raise PublicInterfaceFailed(
-                    f"load balancer {load_balancer_id}: '{action_name}' still '{action.get('status')}' after "
-                    f"{deadline:.0f} s; run `pulumi up` again (it reads the interface's state first)"
-                )
-            clock.sleep(poll)
-            action = api.get_action(action["id"])
+        action = wait_action(api, clock, api.load_balancer_action(load_balancer_id, action_name), deadline, poll)
     except HcloudApiError as exc:
         raise PublicInterfaceFailed(f"load balancer {load_balancer_id}: Hetzner refused: {exc}") from None
+    if action.get("status") not in ("success", "error"):
+        raise PublicInterfaceFailed(
+            f"load balancer {load_balancer_id}: '{action_name}' still '{action.get('status')}' after "
+            f"{deadline:.0f} s; run `pulumi up` again (it reads the interface's state first)"
+        )
     if action.get("status") == "error":
         error = action.get("error") or {}
         raise PublicInterfaceFailed(

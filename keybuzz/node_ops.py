@@ -60,7 +60,7 @@ def _record_fingerprint(fingerprint: str) -> str:
     return f'{_KUBECTL} annotate node "$NODE" --overwrite {pair} >/dev/null || fail "cannot record the rollout"'
 
 
-def drain_script(node_name: str, fingerprint: str) -> str:
+def drain_script(node_name: str, fingerprint: str, *, on_node: bool = False) -> str:
     """Cordon and drain before the node's K3s restarts, upgrades or its server is resized.
 
     Bounded (``--timeout``); a PodDisruptionBudget or a pod without a controller that blocks the
@@ -68,11 +68,22 @@ def drain_script(node_name: str, fingerprint: str) -> str:
     rolled out to this fingerprint is left alone: the command also updates when only its SSH
     connection changed (a new ``sshPrivateKey``, a new first-server address), which is no reason
     to drain anything.
+
+    ``on_node``: the script runs on the node itself (the first server drains itself). When that
+    server was replaced, the new machine has no K3s yet and its old Node is already gone (retire):
+    nothing to drain, and failing here would keep the install from ever running.
     """
+    not_installed = (
+        ["if ! command -v k3s >/dev/null 2>&1; then "
+         'echo "keybuzz: node $NODE: no K3s on this machine yet (a new server): nothing to drain"; exit 0; fi']
+        if on_node
+        else []
+    )
     return (
         "\n".join(
             [
                 *_header(node_name, fingerprint),
+                *not_installed,
                 f'out=$({_KUBECTL} get node "$NODE" --ignore-not-found -o name) '
                 '|| fail "the Kubernetes API does not answer on this server"',
                 'if [ -z "$out" ]; then echo "keybuzz: node $NODE is not registered: nothing to drain"; exit 0; fi',

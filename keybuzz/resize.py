@@ -21,15 +21,22 @@ upgraded (``upgradeDisk`` never true for that pool).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from keybuzz.hcloud_api import HcloudApi, HcloudApiError, Transport, token_from_env
+from keybuzz.hcloud_api import (  # Clock, MonotonicClock: re-exported for lb_public and tests
+    Clock,
+    HcloudApi,
+    HcloudApiError,
+    MonotonicClock,
+    Transport,
+    token_from_env,
+    wait_action,
+)
 
 # Hetzner server statuses (docs.hetzner.cloud "Servers": running, initializing, starting, stopping,
 # off, deleting, migrating, rebuilding, unknown).
@@ -56,22 +63,6 @@ class Deadlines:
     change_type: float = 1800.0  # a type change may move the server to another host (disk copy)
     poweron: float = 300.0
     poll: float = 3.0
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class MonotonicClock:
-    """The real clock; tests pass a fake one that advances on ``sleep``."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 class ResizeRefused(Exception):
@@ -221,17 +212,13 @@ def _wait_action(
     poll: float,
     left_off: str,
 ) -> None:
-    """Poll the action until success or error, within ``deadline``."""
-    start = clock.now()
-    current: Mapping[str, Any] = action
-    while current.get("status") not in ("success", "error"):
-        if clock.now() - start + poll > deadline:
-            raise ResizeFailed(
-                f"{node}: Hetzner action '{step}' (id {action.get('id')}) still '{current.get('status')}' after "
-                f"{deadline:.0f} s.{left_off}"
-            )
-        clock.sleep(poll)
-        current = api.get_action(action["id"])
+    """Wait for the action (bounded by ``deadline``); a timeout or an error fails the step."""
+    current = wait_action(api, clock, action, deadline, poll)
+    if current.get("status") not in ("success", "error"):
+        raise ResizeFailed(
+            f"{node}: Hetzner action '{step}' (id {action.get('id')}) still '{current.get('status')}' after "
+            f"{deadline:.0f} s.{left_off}"
+        )
     if current.get("status") == "error":
         error = current.get("error") or {}
         raise ResizeFailed(

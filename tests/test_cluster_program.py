@@ -149,14 +149,19 @@ def test_servers_roll_one_at_a_time_and_agents_after_the_last_server(run):
     agents = [s.name for s in servers_by_role(run, "agent")]
     guard = f"{name}-k3s-critical-config"
     chain = [*servers, *agents]  # batch size 1 in every committed stack
-    assert run.named(f"{name}-k3s-drain-{servers[0]}").depends_on == [guard]
+    # Each drain also waits for its node's retire step (a replaced server's old Node goes first).
+    assert run.named(f"{name}-k3s-drain-{servers[0]}").depends_on == [guard, f"{name}-k3s-retire-{servers[0]}"]
     # Joining nodes also wait for the API load balancer they join through (staging, prod).
     lb = [] if run.stack == "dev" else [f"{name}-api-lb"]
     for previous, current in zip(chain, chain[1:], strict=False):
-        assert run.named(f"{name}-k3s-drain-{current}").depends_on == [guard, f"{name}-k3s-ready-{previous}", *lb]
+        assert run.named(f"{name}-k3s-drain-{current}").depends_on == [
+            guard, f"{name}-k3s-ready-{previous}", *lb, f"{name}-k3s-retire-{current}"
+        ]
     for node in chain:
         assert run.named(f"{name}-k3s-resize-{node}").depends_on == [f"{name}-k3s-drain-{node}"]
-        assert run.named(f"{name}-k3s-install-{node}").depends_on == [node, f"{name}-k3s-resize-{node}"]
+        assert run.named(f"{name}-k3s-install-{node}").depends_on == [
+            node, f"{name}-k3s-resize-{node}", f"{name}-k3s-retire-{node}"
+        ]
         assert run.named(f"{name}-k3s-ready-{node}").depends_on == [f"{name}-k3s-install-{node}"]
 
 

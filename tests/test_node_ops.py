@@ -12,6 +12,7 @@ from keybuzz import node_ops
 ALL_SCRIPTS = {
     "new node": node_ops.new_node_script("keybuzz-w-1", "fp1"),
     "drain": node_ops.drain_script("keybuzz-w-1", "fp1"),
+    "drain on the node": node_ops.drain_script("keybuzz-cp-1", "fp1", on_node=True),
     "registered": node_ops.registered_script("keybuzz-w-1", "fp1"),
     "ready": node_ops.ready_script("keybuzz-w-1", "fp1"),
     "taints": node_ops.taints_script("keybuzz-w-1", ("gpu=true:NoSchedule", "spot:NoExecute")),
@@ -62,6 +63,26 @@ def test_a_node_at_a_new_fingerprint_is_cordoned_and_drained_then_uncordoned_and
     (tmp_path / "calls").unlink()
     readied = run_with_fake_k3s(tmp_path, node_ops.ready_script("keybuzz-w-1", "new"), "old")
     assert readied == ["get", "get", "uncordon", "annotate"]
+
+
+def test_a_replaced_first_server_without_k3s_has_nothing_to_drain_on_itself(tmp_path):
+    """The first server drains itself; once replaced, the new machine has no k3s until its install."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("sh", "echo"):
+        (bare / tool).symlink_to(f"/bin/{tool}")
+    script = node_ops.drain_script("keybuzz-cp-1", "new", on_node=True)
+    done = subprocess.run(["/bin/bash", "-c", script], capture_output=True, text=True, timeout=10,
+                          env={"PATH": str(bare)})
+    assert (done.returncode, done.stdout) == (
+        0, "keybuzz: node keybuzz-cp-1: no K3s on this machine yet (a new server): nothing to drain\n"
+    )
+    # Without on_node (another node drained through the first server), no K3s there is a failure.
+    done = subprocess.run(["/bin/bash", "-c", node_ops.drain_script("keybuzz-w-1", "new")], capture_output=True,
+                          text=True, timeout=10, env={"PATH": str(bare)})
+    assert done.returncode == 1 and "the Kubernetes API does not answer on this server" in done.stderr
+    # With K3s there, on_node changes nothing: the node is drained as usual.
+    assert run_with_fake_k3s(tmp_path, script, "old") == ["get", "get", "cordon", "drain"]
 
 
 def test_a_node_already_at_the_fingerprint_is_neither_drained_nor_uncordoned(tmp_path):

@@ -88,11 +88,16 @@ def test_k3s_version_bump_restarts_every_node_in_place_servers_first_then_agents
         assert "kubectl drain" in bumped.named(f"{K}-drain-{C}-{node}").inputs["update"]
         assert 'uncordon "$NODE"' in bumped.named(f"{K}-ready-{C}-{node}").inputs["update"]
     # One at a time: each node's drain waits for the previous node's ready, agents after the last server.
+    # Only the first server drains itself; only there may a missing k3s (a new machine) mean nothing to drain.
+    updates = {n: bumped.named(f"{K}-drain-{C}-{n}").inputs["update"] for n in nodes}
+    self_drained = [n for n in nodes if "no K3s on this machine yet" in updates[n]]
+    assert self_drained == ["cp-1"]
     chain = list(nodes)
     for previous, current in zip(chain, chain[1:], strict=False):
         assert f"{K}-ready-{C}-{previous}" in deps(bumped, "drain", current)
     for node in chain:
-        assert deps(bumped, "install", node) == [f"{C}-{node}", f"{K}-resize-{C}-{node}"]
+        # The retire step too: a replaced server's old Node and etcd member are gone before it joins.
+        assert deps(bumped, "install", node) == [f"{C}-{node}", f"{K}-resize-{C}-{node}", f"{K}-retire-{C}-{node}"]
         assert deps(bumped, "resize", node) == [f"{K}-drain-{C}-{node}"]
         assert deps(bumped, "ready", node) == [f"{K}-install-{C}-{node}"]
 
@@ -103,11 +108,11 @@ def test_agents_upgrade_in_batches_of_agent_upgrade_batch_size():
     lb = f"{C}-api-lb"
     guard = f"{K}-critical-config"
     ready = [f"{K}-ready-{C}-workers-{i}" for i in range(1, 6)]
-    assert deps(run, "drain", "workers-1") == [guard, f"{K}-ready-{C}-cp-3", lb]
-    assert deps(run, "drain", "workers-2") == [guard, f"{K}-ready-{C}-cp-3", lb]
-    assert deps(run, "drain", "workers-3") == [guard, ready[0], ready[1], lb]
-    assert deps(run, "drain", "workers-4") == [guard, ready[0], ready[1], lb]
-    assert deps(run, "drain", "workers-5") == [guard, ready[2], ready[3], lb]
+    assert deps(run, "drain", "workers-1") == [guard, f"{K}-ready-{C}-cp-3", lb, f"{K}-retire-{C}-workers-1"]
+    assert deps(run, "drain", "workers-2") == [guard, f"{K}-ready-{C}-cp-3", lb, f"{K}-retire-{C}-workers-2"]
+    assert deps(run, "drain", "workers-3") == [guard, ready[0], ready[1], lb, f"{K}-retire-{C}-workers-3"]
+    assert deps(run, "drain", "workers-4") == [guard, ready[0], ready[1], lb, f"{K}-retire-{C}-workers-4"]
+    assert deps(run, "drain", "workers-5") == [guard, ready[2], ready[3], lb, f"{K}-retire-{C}-workers-5"]
 
 
 def test_label_add_and_remove_changes_only_the_node_patches(base):
@@ -156,7 +161,7 @@ def test_server_type_change_drains_resizes_and_uncordons_one_node_at_a_time(base
         assert "serverType" in server.options["ignore_changes"]
     # drain -> resize -> (install, unchanged) -> ready (wait Ready, uncordon) -> next node's drain.
     assert deps(resized, "resize", "workers-1") == [f"{K}-drain-{C}-workers-1"]
-    assert deps(resized, "install", "workers-1")[-1] == f"{K}-resize-{C}-workers-1"
+    assert deps(resized, "install", "workers-1")[1:] == [f"{K}-resize-{C}-workers-1", f"{K}-retire-{C}-workers-1"]
     assert f"{K}-ready-{C}-workers-1" in deps(resized, "drain", "workers-2")
 
 

@@ -1,0 +1,46 @@
+"""The one bounded wait for a Hetzner action, shared by the resize and the load balancer's interface."""
+
+from __future__ import annotations
+
+import json
+
+from test_resize import TOKEN, FakeClock
+
+from keybuzz.hcloud_api import HcloudApi, wait_action
+
+
+def _actions(statuses: list[str], clock: FakeClock, reads: list[float]):
+    """A transport whose GET /actions/5 answers the next status of ``statuses``, noting when it was read."""
+
+    def transport(method, url, headers, body, timeout):
+        assert (method, url) == ("GET", "https://api.hetzner.cloud/v1/actions/5")
+        reads.append(clock.now())
+        return 200, json.dumps({"action": {"id": 5, "status": statuses.pop(0)}}).encode()
+
+    return transport
+
+
+def test_wait_action_polls_until_the_action_ends_and_returns_it():
+    clock, reads = FakeClock(), []
+    api = HcloudApi(TOKEN, _actions(["running", "error"], clock, reads))
+    done = wait_action(api, clock, {"id": 5, "status": "running"}, deadline=60.0, poll=2.0)
+    assert dict(done) == {"id": 5, "status": "error"}
+    assert reads == [2.0, 4.0]
+
+
+def test_wait_action_stops_at_the_deadline_with_the_action_still_running():
+    clock, reads = FakeClock(), []
+    api = HcloudApi(TOKEN, _actions(["running"] * 100, clock, reads))
+    done = wait_action(api, clock, {"id": 5, "status": "running"}, deadline=10.0, poll=3.0)
+    assert done["status"] == "running"
+    assert reads == [3.0, 6.0, 9.0] and clock.t == 9.0  # never sleeps past the deadline
+
+
+def test_wait_action_does_not_read_an_action_already_finished():
+    clock, reads = FakeClock(), []
+    api = HcloudApi(TOKEN, _actions([], clock, reads))
+    assert dict(wait_action(api, clock, {"id": 5, "status": "success"}, deadline=10.0, poll=3.0)) == {
+        "id": 5,
+        "status": "success",
+    }
+    assert reads == []
