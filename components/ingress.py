@@ -38,8 +38,12 @@ class IngressNginx(pulumi.ComponentResource):
         calico_ready: pulumi.Resource,
         opts: pulumi.ResourceOptions | None = None,
         retired: bool = False,
+        guard: pulumi.Resource | None = None,
     ) -> None:
         super().__init__("keybuzz:ingress:IngressNginx", name, None, opts)
+        # After the edge guard: in an `up` without a preview, a refused step must fail before the release
+        # is upgraded (e.g. retired with no Traefik on :80). A new dependency is no diff on the release.
+        after = [calico_ready, guard] if guard is not None else [calico_ready]
         self.release = k8s.helm.v3.Release(
             name,
             name="ingress-nginx",
@@ -49,7 +53,7 @@ class IngressNginx(pulumi.ComponentResource):
             namespace=ingress.INGRESS_NGINX_NAMESPACE,
             create_namespace=True,
             values=ingress.ingress_nginx_values(retired=retired),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[calico_ready]),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=after),
         )
         self.register_outputs({})
 
@@ -153,7 +157,8 @@ class Edge:
         if plan.nginx:
             # Same name and type as before the switch existed: an ingress-nginx stack is unchanged.
             self.nginx = IngressNginx(
-                f"{cfg.cluster_name}-ingress-nginx", cfg, provider, calico_ready, retired=plan.nginx_retired
+                f"{cfg.cluster_name}-ingress-nginx", cfg, provider, calico_ready, retired=plan.nginx_retired,
+                guard=self.guard,
             )
         if plan.traefik:
             self.sysctl = EdgeNodeSysctl(f"{cfg.cluster_name}-edge-sysctl", secrets, servers,

@@ -2,8 +2,8 @@
 
 Upstream retired ingress-nginx (Kubernetes SIG Network / SRC announcement, 2025-11-11: best-effort
 maintenance until March 2026, then no releases, bug fixes or security fixes; the charts and images
-stay downloadable). The pin below is the newest chart found in kubernetes/ingress-nginx; treat the
-ingress layer as due for a Gateway API replacement.
+stay downloadable). The pin below is the newest chart found in kubernetes/ingress-nginx. Traefik is the
+default for new stacks (keybuzz/traefik.py); ingress-nginx stays for stacks that keep it and for a switch.
 """
 
 from __future__ import annotations

@@ -125,9 +125,10 @@ def nginx_ingress_class(default: bool = True) -> dict[str, Any]:
 
 
 def host_ports(trial: bool = False) -> dict[str, int]:
-    """Every port Traefik binds on each node's host network, by entrypoint."""
-    ports = TRIAL_PORTS if trial else EDGE_PORTS
-    return {**ports, "traefik": PING_PORT, "metrics": METRICS_PORT}
+    """Every port Traefik binds on each node's host network, by entrypoint: read from the values themselves
+    (on the host network every entrypoint's port is a host port)."""
+    values = traefik_values(ports=TRIAL_PORTS if trial else EDGE_PORTS)
+    return {name: entry["port"] for name, entry in values["ports"].items()}
 
 
 def node_sysctl_script() -> str:

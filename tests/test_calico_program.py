@@ -142,7 +142,8 @@ def test_calico_and_ingress_use_the_clusters_provider_and_wait_for_it(run):
     assert set(operator.depends_on) == joined  # every node has joined: calico-node runs everywhere
     assert operator.name in installation.depends_on
     assert pool.depends_on == [installation.name]
-    assert nginx.depends_on == [installation.name]
+    # Calico first; the edge guard too, so a refused edge step fails before the release changes.
+    assert sorted(nginx.depends_on) == sorted([installation.name, f"keybuzz-{run.stack}-ingress-edge"])
 
 
 def test_calico_readiness_is_awaited_before_pod_networking(run):
