@@ -52,9 +52,11 @@ def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, ports: dict[str, int] | N
         # Bind the node's ports directly: no load balancer, no NodePort, no hostPort (the chart requires
         # hostPort == port on the host network; leaving it unset declares none).
         "hostNetwork": True,
-        # A new pod starts beside the old one before the old one stops (reusePort below lets both bind
-        # the same ports: same uid), so a Traefik upgrade leaves no node without a listener.
-        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        # One node at a time, the old pod first. A surge pod could share the ports (reusePort below,
+        # same uid), but on the host network the API server turns every declared containerPort into a
+        # hostPort and the scheduler never places two pods with one hostPort on a node: a surge pod
+        # would stay Pending and the rollout (and the `up` waiting on it) would never finish.
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
         "ports": {
             "web": {"port": ports["web"], "expose": {"default": True}, "exposedPort": 80},
             "websecure": {"port": ports["websecure"], "expose": {"default": True}, "exposedPort": 443},

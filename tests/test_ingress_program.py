@@ -183,10 +183,10 @@ def test_overlap_puts_traefik_on_80_and_443_beside_an_untouched_ingress_nginx():
     assert json.loads(json.dumps(rel["ingress-nginx"].inputs, default=str)) == before
     values = rel["traefik"].inputs["values"]
     assert (values["ports"]["web"]["port"], values["ports"]["websecure"]["port"]) == (80, 443)
-    # Only the ports move (one node at a time, the new pod beside the old one); nothing else changes.
+    # Only the ports move (one node at a time); nothing else changes.
     trial_values = releases(trial)["traefik"].inputs["values"]
     assert {k: v for k, v in values.items() if k != "ports"} == {k: v for k, v in trial_values.items() if k != "ports"}
-    assert values["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert values["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
     assert values["podSecurityContext"]["runAsUser"] == 101
     assert not run.of_type(INGRESS_CLASS)
     assert {c.name: c.inputs for c in sysctl_of(run)} == {c.name: c.inputs for c in sysctl_of(trial)}  # nothing re-run

@@ -44,8 +44,8 @@ CHART_DEFAULTS = {
     "ports.websecure.port": 8443,
     "ports.traefik.port": 8080,
     "ports.metrics.port": 9100,
-    "updateStrategy.rollingUpdate.maxUnavailable": 0,
-    "updateStrategy.rollingUpdate.maxSurge": 1,
+    "updateStrategy.rollingUpdate.maxUnavailable": 1,
+    "updateStrategy.rollingUpdate.maxSurge": 0,
     "podSecurityContext.runAsUser": 65532,
 }
 # Host ports ingress-nginx's controller binds on the host network (chart 4.15 defaults): 80/443, the
@@ -177,10 +177,10 @@ def test_access_logs_on_dashboard_and_api_not_served():
     assert values["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
 
 
-def test_rolling_update_starts_the_new_pod_beside_the_old_one_on_shared_ports():
+def test_rolling_update_replaces_one_node_at_a_time_old_pod_first():
     values = traefik.traefik_values()
-    assert values["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
-    # Every entrypoint the surge pod binds must allow a second socket on the same host port.
+    assert values["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    # Every entrypoint still allows a second socket on its host port (the overlap step of a switch).
     assert values["additionalArguments"] == [f"--entryPoints.{e}.reusePort=true" for e in values["ports"]]
 
 
