@@ -25,6 +25,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -43,6 +44,7 @@ from keybuzz.verify.judge import Verdict
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+EXIT_TERMINATED = 143  # the shell's code for SIGTERM (128 + 15)
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "keybuzz-k3s"
 DEFAULT_TIMEOUT_S = 60
@@ -64,6 +66,18 @@ class UsageError(Exception):
 
 class Unreachable(Exception):
     """The cluster could not be reached or used (exit 3)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, `timeout`, `kill`): unwinds like Ctrl-C so the fixture is removed.
+
+    A KeyboardInterrupt, not an Exception: the client wraps every Exception of an API call into a
+    ClusterAccessError, which would turn a stop request into "unreachable".
+    """
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise Terminated
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,6 +582,12 @@ def main(
         out.flush()
         return EXIT_USAGE
     kubeconfig = target.kubeconfig
+    # SIGTERM's default action kills the process on the spot, leaving the probe fixture behind;
+    # turned into an exception, it unwinds through _verify's cleanup like Ctrl-C does. Only the
+    # main thread may set a handler (main() called from a thread keeps the default).
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _verify(args, target, say, clock, sleep, now, access_factory)
     except UsageError as exc:
@@ -576,10 +596,16 @@ def main(
     except Unreachable as exc:
         say(f"bin/verify: cannot reach the cluster: {exc}")
         return EXIT_UNREACHABLE
+    except Terminated:
+        say("bin/verify: terminated (SIGTERM)")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         # The fixture was removed on the way out (unless --keep); say so instead of a traceback.
         say("bin/verify: interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None], clock: Callable[[], float],

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -304,6 +305,35 @@ def test_interrupt_removes_the_fixture_and_exits_130(kubeconfig_file, monkeypatc
     assert code == cli.EXIT_INTERRUPTED
     assert text.splitlines()[-2:] == ["probe fixture removed", "bin/verify: interrupted"]
     assert ("Namespace", "overlay-probe") in access.deleted
+
+
+def test_sigterm_removes_the_fixture_and_exits_143(kubeconfig_file):
+    """A cancelled CI job or `timeout` sends SIGTERM: the fixture must not be left in the cluster."""
+
+    class KilledMidApply(FixtureFake):
+        def apply_object(self, manifest: dict[str, Any]) -> None:
+            super().apply_object(manifest)
+            if manifest["kind"] == "DaemonSet":
+                signal.raise_signal(signal.SIGTERM)
+
+    # Without bin/verify's own handler the signal lands here (not on pytest's default: death).
+    caught: list[int] = []
+
+    def ours(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, ours)
+    try:
+        access = KilledMidApply(FakeCluster())
+        code, text = run_cli(["--kubeconfig", str(kubeconfig_file)], access)
+        assert signal.getsignal(signal.SIGTERM) is ours  # bin/verify put the caller's handler back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert caught == []
+    assert code == cli.EXIT_TERMINATED, text
+    assert text.splitlines()[-2:] == ["probe fixture removed", "bin/verify: terminated (SIGTERM)"]
+    assert ("Namespace", "overlay-probe") in access.deleted
+    assert ("DaemonSet", fixture.CLIENT_NAME) not in access.applied  # stopped at the first DaemonSet
 
 
 def test_a_namespace_still_terminating_is_waited_for_before_applying(kubeconfig_file):
