@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,57 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from verify_fakes import NODES, POD_CIDR, FakeCluster, Faults  # tests/verify is on sys.path (conftest)
+from fakes.clock import FakeClock
+from verify_fakes import (  # tests/verify is on sys.path (conftest)
+    NODES,
+    POD_CIDR,
+    TOKEN,
+    FakeCluster,
+    Faults,
+    closed_port,
+    kubeconfig_text,
+)
 
 from keybuzz.verify import checks, cli, fixture, providers
 from keybuzz.verify.cluster import ClusterAccessError
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "kb-cli-token-8d7c6b5a49382716aabbccddeeff0011"
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def kubeconfig_text(server: str) -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: probe
-  cluster:
-    server: {server}
-    insecure-skip-tls-verify: true
-users:
-- name: admin
-  user:
-    token: {TOKEN}
-contexts:
-- name: probe
-  context: {{cluster: probe, user: admin}}
-current-context: probe
-"""
-
-
-class Clock:
-    """A monotonic clock that moves only when something sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.t += seconds
-
-
 class FixtureFake:
     """FakeCluster plus what bin/verify needs: records applies and deletes; Calico optional."""
 
@@ -129,7 +92,7 @@ def kubeconfig_file(tmp_path: Path) -> Path:
 
 def run_cli(argv: list[str], access: Any = None, **kwargs: Any) -> tuple[int, str]:
     out = FlushedOut()
-    clock = Clock()
+    clock = FakeClock(1000.0)
     factory = access.factory if access is not None else kwargs.pop("access_factory")
     code = cli.main(argv, out=out, clock=clock, sleep=clock.sleep, access_factory=factory, **kwargs)
     return code, out.getvalue()
@@ -189,7 +152,7 @@ def test_healthy_cluster_passes_with_progress_table_report_and_cleanup(kubeconfi
 
 def test_each_check_line_is_flushed_as_it_completes(kubeconfig_file):
     out = FlushedOut()
-    clock = Clock()
+    clock = FakeClock(1000.0)
     access = FixtureFake(FakeCluster())
     cli.main(["--kubeconfig", str(kubeconfig_file)], out=out, clock=clock, sleep=clock.sleep,
              access_factory=access.factory)

@@ -5,12 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes.clock import FakeClock
 from verify_fakes import (
     MTU,
     NODES,
     POD_CIDR,
     SUBNET_CIDR,
-    FakeClock,
     FakeCluster,
     Faults,
     ReplayCluster,

@@ -10,6 +10,7 @@ the rendered script and answers in the real tools' formats, wrapped in the scrip
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,19 +311,6 @@ class ReplayCluster:
         return ExecResult(captured(self.scenario, self.check, node), "", 0)
 
 
-class FakeClock:
-    """monotonic() and sleep() that only move when told: waits cost no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class UnreachableCluster:
     """Every call fails the way KubernetesClusterAccess fails against a closed port."""
 
@@ -331,3 +319,36 @@ class UnreachableCluster:
             raise ClusterAccessError(f"{name}: MaxRetryError: Failed to establish a new connection: "
                                      "[Errno 111] Connection refused")
         return fail
+
+
+# A credential that must never reach a message, an output or a report.
+TOKEN = "kb-test-token-3f9a0c1d2e4b5a69788796a5b4c3d2e1"
+
+
+def closed_port() -> int:
+    """A loopback port that was bound and closed again: connections are refused at once."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def kubeconfig_text(server: str) -> str:
+    """A token kubeconfig for ``server`` (TLS not verified): what K3s writes, with ``TOKEN``."""
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: probe
+  cluster:
+    server: {server}
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: {TOKEN}
+contexts:
+- name: probe
+  context: {{cluster: probe, user: admin}}
+current-context: probe
+"""
