@@ -573,6 +573,16 @@ def main(
         for url in args.external_url or []:
             if not url.startswith(("http://", "https://")):
                 raise UsageError(f"--external-url {url}: not an http(s) URL")
+        if args.json:
+            # Checked before the cluster is touched: a report that cannot be written after minutes of
+            # checks would lose their result, and exit 2 would hide a failed check's exit 1.
+            report = Path(args.json)
+            if report.is_dir():
+                raise UsageError(f"--json {args.json}: is a directory")
+            if not report.parent.is_dir():
+                raise UsageError(f"--json {args.json}: no directory {report.parent}")
+            if not os.access(report.parent, os.W_OK) or (report.exists() and not os.access(report, os.W_OK)):
+                raise UsageError(f"--json {args.json}: not writable")
         target = (target_from_stack(args.stack, run, os.environ if env is None else env, repo) if args.stack
                   else target_from_kubeconfig_file(args.kubeconfig))
     except SystemExit as exc:  # --help

@@ -270,6 +270,17 @@ def test_interrupt_removes_the_fixture_and_exits_130(kubeconfig_file, monkeypatc
     assert ("Namespace", "overlay-probe") in access.deleted
 
 
+@pytest.mark.parametrize("where", ["missing-dir/report.json", "."])
+def test_a_report_that_cannot_be_written_is_refused_before_the_cluster_is_touched(kubeconfig_file, tmp_path, where):
+    access = FixtureFake(FakeCluster())
+    report = tmp_path / where
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--json", str(report)], access)
+    assert code == cli.EXIT_USAGE, text
+    reason = "is a directory" if where == "." else f"no directory {tmp_path / 'missing-dir'}"
+    assert text.splitlines()[-1] == f"bin/verify: error: --json {report}: {reason}"
+    assert access.applied == [] and access.deleted == []
+
+
 def test_sigterm_removes_the_fixture_and_exits_143(kubeconfig_file):
     """A cancelled CI job or `timeout` sends SIGTERM: the fixture must not be left in the cluster."""
 
