@@ -166,6 +166,26 @@ def test_redact_removes_kubeconfig_credentials():
     assert redacted == "failed with Authorization: Bearer [redacted] at https://127.0.0.1:6443"
 
 
+def test_redact_removes_oidc_and_exec_plugin_credentials():
+    kubeconfig = """apiVersion: v1
+kind: Config
+users:
+- name: oidc
+  user:
+    auth-provider:
+      name: oidc
+      config: {client-id: kube, client-secret: oidc-client-secret-7f3e9a, id-token: eyJ.id.token}
+- name: cloud
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: aws
+      env: [{name: AWS_SECRET_ACCESS_KEY, value: wJalrXUtnFEMI-K7MDENG-bPxRfiCY}]
+"""
+    text = "refused: client-secret=oidc-client-secret-7f3e9a key=wJalrXUtnFEMI-K7MDENG-bPxRfiCY client-id=kube"
+    assert providers.redact(text, kubeconfig) == "refused: client-secret=[redacted] key=[redacted] client-id=kube"
+
+
 def test_every_check_has_its_own_resource_class():
     assert set(providers.CHECKS) == set(checks.CHECK_NAMES)
     assert len({cls._resource_type_name for cls in providers.CHECKS.values()}) == len(checks.CHECK_NAMES)
