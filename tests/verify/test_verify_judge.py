@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from fakes.clock import FakeClock
 from verify_fakes import (
+    CAPTURED,
     MTU,
     NODES,
     POD_CIDR,
@@ -166,6 +167,18 @@ def test_parse_dig_tells_refused_from_timed_out():
     assert (refused.status, refused.server, refused.detail) == ("refused", "10.43.0.10#53", "connection refused")
     timeout = judge.parse_dig(*_raw("dns_down", "dns", "node-a", "dns:kubernetes"))
     assert (timeout.status, timeout.detail) == ("timeout", "timed out")
+
+
+def test_a_first_try_that_timed_out_does_not_hide_the_answer_that_followed():
+    # Real dig 9.18 (+tries=2) against dnsmasq, its first query dropped by an nftables quota rule:
+    # the server did answer, NXDOMAIN; "no server answered" would send on-call after CoreDNS's reachability.
+    text = (CAPTURED / "dig_first_try_lost.nxdomain.txt").read_text()
+    assert text.startswith(";; communications error to 127.0.0.1#53: timed out\n")
+    res = judge.parse_dig(text, 0)
+    assert (res.status, res.answers) == ("nxdomain", ())
+    verdict = judge.judge_dns(["node-a"], {"node-a": {"dns:kubernetes": RawOutput(text, 0)}}, "10.43.0.1",
+                              {"node-a": "client-a"})
+    assert [f.what for f in verdict.failures] == ["kubernetes.default.svc.cluster.local: NXDOMAIN"]
 
 
 def test_parse_dig_short_still_reads_plus_short_output():

@@ -263,12 +263,14 @@ def parse_dig(text: str, exit_code: int | None) -> DigResult:
     status_m = _DIG_STATUS.search(text)
     if answers:
         status = "ok"
+    elif status_m:
+        # A server answered (a header came back): its status stands, even after a first try that
+        # timed out (+tries=2: one lost UDP query is followed by the real answer).
+        status = status_m.group(1).lower()
     elif comm and any("refused" in why for _, why in comm):
         status = "refused"
     elif comm or exit_code == 9 or "no servers could be reached" in text:
         status = "timeout"
-    elif status_m:
-        status = status_m.group(1).lower()
     elif exit_code == 0:
         status = "noerror"
     else:
