@@ -478,12 +478,24 @@ def run_checks(names: Sequence[str], inputs: CheckInputs, access: FixtureAccess,
     return verdicts
 
 
+_PART_OF_SELECTOR = ",".join(f"{k}={v}" for k, v in fixture.PART_OF.items())
+
+
 def remove_fixture(access: FixtureAccess, manifests: Sequence[dict[str, Any]]) -> None:
-    """Cluster-scoped objects first, then the namespace, which takes everything in it along."""
-    for manifest in [m for m in manifests if m["kind"] != "Namespace" and "namespace" not in m["metadata"]]:
-        access.delete_object(manifest)
-    for manifest in [m for m in manifests if m["kind"] == "Namespace"]:
-        access.delete_object(manifest)
+    """Cluster-scoped objects first, then the namespace, which takes everything in it along.
+
+    Every delete is tried even when one is refused (a CalicoNodeStatus the account may not delete
+    must not leave the probe pods running); the refusals are raised together at the end.
+    """
+    errors = []
+    for manifest in [*(m for m in manifests if m["kind"] != "Namespace" and "namespace" not in m["metadata"]),
+                     *(m for m in manifests if m["kind"] == "Namespace")]:
+        try:
+            access.delete_object(manifest)
+        except ClusterAccessError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ClusterAccessError("; ".join(errors))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -713,13 +725,16 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
             say("")
             say(v.message(sorted(facts.nodes)))
     say("")
+    # The CalicoNodeStatus objects are cluster-scoped: deleting the namespace leaves them.
+    how = f"`kubectl delete namespace {args.namespace}`" + (
+        f" and `kubectl delete caliconodestatuses -l {_PART_OF_SELECTOR}`"
+        if any(m["kind"] == "CalicoNodeStatus" for m in manifests) else "")
     if args.keep:
-        say(f"probe fixture kept in namespace {args.namespace} (--keep); remove it with "
-            f"`kubectl delete namespace {args.namespace}`")
+        say(f"probe fixture kept in namespace {args.namespace} (--keep); remove it with {how}")
     elif removed is True:
         say(f"probe fixture removed (namespace {args.namespace} deleted)")
     else:
-        say(f"probe fixture NOT removed ({removed}); remove it with `kubectl delete namespace {args.namespace}`")
+        say(f"probe fixture NOT removed ({removed}); remove it with {how}")
     code = EXIT_PASSED if passed else EXIT_FAILED
     if args.json:
         run_id = started_at.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -35,6 +35,8 @@ from keybuzz.verify import checks, cli, fixture, providers
 from keybuzz.verify.cluster import ClusterAccessError
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
 class FixtureFake:
     """FakeCluster plus what bin/verify needs: records applies and deletes; Calico optional."""
 
@@ -169,7 +171,13 @@ def test_keep_leaves_the_fixture_and_says_how_to_remove_it(kubeconfig_file):
     assert code == 0
     assert access.deleted == []
     assert "probe fixture kept in namespace overlay-probe (--keep); remove it with " \
-           "`kubectl delete namespace overlay-probe`" in text
+           "`kubectl delete namespace overlay-probe` and `kubectl delete caliconodestatuses " \
+           "-l app.kubernetes.io/part-of=keybuzz-overlay-verification`" in text
+    # Without Calico no CalicoNodeStatus was created: the namespace is all there is.
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--keep"], FixtureFake(FakeCluster(), calico=False))
+    assert code == 0
+    assert "probe fixture kept in namespace overlay-probe (--keep); remove it with " \
+           "`kubectl delete namespace overlay-probe`\n" in text
 
 
 def test_ingress_class_and_controller_flags_reach_the_ingress_and_its_messages(kubeconfig_file):
@@ -268,6 +276,21 @@ def test_interrupt_removes_the_fixture_and_exits_130(kubeconfig_file, monkeypatc
     assert code == cli.EXIT_INTERRUPTED
     assert text.splitlines()[-2:] == ["probe fixture removed", "bin/verify: interrupted"]
     assert ("Namespace", "overlay-probe") in access.deleted
+
+
+def test_a_refused_delete_does_not_stop_the_namespace_from_being_deleted(kubeconfig_file):
+    class StatusDeleteForbidden(FixtureFake):
+        def delete_object(self, manifest: dict[str, Any]) -> None:
+            if manifest["kind"] == "CalicoNodeStatus":
+                raise ClusterAccessError(f"delete CalicoNodeStatus {manifest['metadata']['name']}: HTTP 403 Forbidden")
+            super().delete_object(manifest)
+
+    access = StatusDeleteForbidden(FakeCluster())
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--check", "dns"], access)
+    assert ("Namespace", "overlay-probe") in access.deleted  # the probe pods go, whatever else failed
+    assert code == cli.EXIT_PASSED, text
+    assert ("probe fixture NOT removed (failed: delete CalicoNodeStatus overlay-probe-node-a: HTTP 403 Forbidden; "
+            "delete CalicoNodeStatus overlay-probe-node-b: HTTP 403 Forbidden; ") in text
 
 
 @pytest.mark.parametrize("where", ["missing-dir/report.json", "."])
