@@ -185,9 +185,6 @@ class FakeCluster:
                                        "numberEstablishedV6": 0, "numberNotEstablishedV6": 0, "peersV4": peers}}}
         return None
 
-    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-        return []
-
     # -- exec --
     def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
                     timeout: float) -> ExecResult:
@@ -300,9 +297,6 @@ class ReplayCluster:
 
     def get_custom_object(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
         return None
-
-    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-        return []
 
     def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
                     timeout: float) -> ExecResult:

@@ -140,10 +140,6 @@ def describe_curl_failure(result: CurlResult, total: int | None = None) -> str:
     return f"curl exit {rc}: {result.error}".strip(": ")
 
 
-def curl_timed_out(result: CurlResult) -> bool:
-    return result.exit_code == 28
-
-
 # ---------------------------------------------------------------------------------------------
 # ping
 
@@ -277,8 +273,3 @@ def parse_dig(text: str, exit_code: int | None) -> DigResult:
         status = "error"
         detail = text.strip().splitlines()[0][:160] if text.strip() else f"exit {exit_code}"
     return DigResult(tuple(answers), status, server, detail)
-
-
-def parse_dig_short(text: str) -> list[str]:
-    """The A answers of a dig output (``+short`` or answer section)."""
-    return list(parse_dig(text, 0).answers)
