@@ -398,3 +398,14 @@ def test_an_exec_that_printed_nothing_before_its_deadline_is_an_exec_failure():
     assert [f.where for f in verdict.failures] == ["node-b→node-a", "node-b→node-c"]
     assert all("exec did not finish within" in f.what and "printed nothing" in f.what for f in verdict.failures)
     assert verdict.causes() == [judge.CAUSE_EXEC.format(ns="overlay-probe")]
+
+
+def test_by_node_counts_the_target_of_an_ingress_path_that_carries_a_port():
+    # Controller down on node-b and node-c, probed from the next node (node-a→node-b, node-b→node-c).
+    verdict = judge.Verdict(check="ingress", tested="t", total=3, unit="nodes", failures=[
+        judge.Failure("node-a→node-b:80", "nothing listens", "c"),
+        judge.Failure("node-b→node-c:80", "nothing listens", "c"),
+    ])
+    assert verdict.by_node(["node-a", "node-b", "node-c"]) == {"node-b": 2, "node-a": 1, "node-c": 1}
+    assert "By node: node-b in 2, node-a in 1, node-c in 1 (every failure involves node-b)." in verdict.message(
+        ["node-a", "node-b", "node-c"])
