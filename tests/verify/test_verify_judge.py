@@ -2,6 +2,7 @@
 
 import re
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -334,12 +335,20 @@ def test_an_unreachable_api_fails_every_check_naming_the_api_server():
 
 
 class _JumpingClock:
-    """Reads the start time once, then is already past any deadline: the check must give up at once."""
+    """The caller reads the start time once, then is already past any deadline: it must give up at once.
+
+    The check's own threads keep reading the start time, so they wait on the hung exec instead of
+    giving up themselves: were they to see the jump too, they could finish (blaming each path) before
+    the caller looked, and the test would depend on thread scheduling.
+    """
 
     def __init__(self) -> None:
         self.calls = 0
+        self.caller = threading.current_thread()
 
     def __call__(self) -> float:
+        if threading.current_thread() is not self.caller:
+            return 0.0
         self.calls += 1
         return 0.0 if self.calls == 1 else 10_000.0
 
