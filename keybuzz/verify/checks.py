@@ -230,8 +230,8 @@ def run_plans(ctx: Context, plans: Sequence[plan.PodPlan]) -> tuple[dict[str, di
     def one(p: plan.PodPlan) -> None:
         with ctx.progress.step(f"exec in {ns}/{p.pod} (node {p.node})"):
             try:
-                result = ctx.access.exec_in_pod(ns, p.pod, plan.CLIENT_CONTAINER, ["sh", "-c", p.script()],
-                                                exec_timeout)
+                result = ctx.access.exec_in_pod(ns, p.pod, plan.CLIENT_CONTAINER,
+                                                ["sh", "-c", p.script(give_up_s=exec_timeout)], exec_timeout)
             except ClusterAccessError as exc:
                 with lock:
                     errors[p.node] = str(exc)

@@ -25,6 +25,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -43,6 +44,7 @@ from keybuzz.verify.judge import Verdict
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+EXIT_TERMINATED = 143  # the shell's code for SIGTERM (128 + 15)
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "keybuzz-k3s"
 DEFAULT_TIMEOUT_S = 60
@@ -64,6 +66,18 @@ class UsageError(Exception):
 
 class Unreachable(Exception):
     """The cluster could not be reached or used (exit 3)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, `timeout`, `kill`): unwinds like Ctrl-C so the fixture is removed.
+
+    A KeyboardInterrupt, not an Exception: the client wraps every Exception of an API call into a
+    ClusterAccessError, which would turn a stop request into "unreachable".
+    """
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise Terminated
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,12 +478,24 @@ def run_checks(names: Sequence[str], inputs: CheckInputs, access: FixtureAccess,
     return verdicts
 
 
+_PART_OF_SELECTOR = ",".join(f"{k}={v}" for k, v in fixture.PART_OF.items())
+
+
 def remove_fixture(access: FixtureAccess, manifests: Sequence[dict[str, Any]]) -> None:
-    """Cluster-scoped objects first, then the namespace, which takes everything in it along."""
-    for manifest in [m for m in manifests if m["kind"] != "Namespace" and "namespace" not in m["metadata"]]:
-        access.delete_object(manifest)
-    for manifest in [m for m in manifests if m["kind"] == "Namespace"]:
-        access.delete_object(manifest)
+    """Cluster-scoped objects first, then the namespace, which takes everything in it along.
+
+    Every delete is tried even when one is refused (a CalicoNodeStatus the account may not delete
+    must not leave the probe pods running); the refusals are raised together at the end.
+    """
+    errors = []
+    for manifest in [*(m for m in manifests if m["kind"] != "Namespace" and "namespace" not in m["metadata"]),
+                     *(m for m in manifests if m["kind"] == "Namespace")]:
+        try:
+            access.delete_object(manifest)
+        except ClusterAccessError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ClusterAccessError("; ".join(errors))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,6 +585,16 @@ def main(
         for url in args.external_url or []:
             if not url.startswith(("http://", "https://")):
                 raise UsageError(f"--external-url {url}: not an http(s) URL")
+        if args.json:
+            # Checked before the cluster is touched: a report that cannot be written after minutes of
+            # checks would lose their result, and exit 2 would hide a failed check's exit 1.
+            report = Path(args.json)
+            if report.is_dir():
+                raise UsageError(f"--json {args.json}: is a directory")
+            if not report.parent.is_dir():
+                raise UsageError(f"--json {args.json}: no directory {report.parent}")
+            if not os.access(report.parent, os.W_OK) or (report.exists() and not os.access(report, os.W_OK)):
+                raise UsageError(f"--json {args.json}: not writable")
         target = (target_from_stack(args.stack, run, os.environ if env is None else env, repo) if args.stack
                   else target_from_kubeconfig_file(args.kubeconfig))
     except SystemExit as exc:  # --help
@@ -568,6 +604,12 @@ def main(
         out.flush()
         return EXIT_USAGE
     kubeconfig = target.kubeconfig
+    # SIGTERM's default action kills the process on the spot, leaving the probe fixture behind;
+    # turned into an exception, it unwinds through _verify's cleanup like Ctrl-C does. Only the
+    # main thread may set a handler (main() called from a thread keeps the default).
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _verify(args, target, say, clock, sleep, now, access_factory)
     except UsageError as exc:
@@ -576,10 +618,16 @@ def main(
     except Unreachable as exc:
         say(f"bin/verify: cannot reach the cluster: {exc}")
         return EXIT_UNREACHABLE
+    except Terminated:
+        say("bin/verify: terminated (SIGTERM)")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         # The fixture was removed on the way out (unless --keep); say so instead of a traceback.
         say("bin/verify: interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None], clock: Callable[[], float],
@@ -677,13 +725,16 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
             say("")
             say(v.message(sorted(facts.nodes)))
     say("")
+    # The CalicoNodeStatus objects are cluster-scoped: deleting the namespace leaves them.
+    how = f"`kubectl delete namespace {args.namespace}`" + (
+        f" and `kubectl delete caliconodestatuses -l {_PART_OF_SELECTOR}`"
+        if any(m["kind"] == "CalicoNodeStatus" for m in manifests) else "")
     if args.keep:
-        say(f"probe fixture kept in namespace {args.namespace} (--keep); remove it with "
-            f"`kubectl delete namespace {args.namespace}`")
+        say(f"probe fixture kept in namespace {args.namespace} (--keep); remove it with {how}")
     elif removed is True:
         say(f"probe fixture removed (namespace {args.namespace} deleted)")
     else:
-        say(f"probe fixture NOT removed ({removed}); remove it with `kubectl delete namespace {args.namespace}`")
+        say(f"probe fixture NOT removed ({removed}); remove it with {how}")
     code = EXIT_PASSED if passed else EXIT_FAILED
     if args.json:
         run_id = started_at.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -37,8 +37,6 @@ class ClusterAccess(Protocol):
 
     def get_custom_object(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None: ...
 
-    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]: ...
-
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
@@ -159,13 +157,6 @@ class KubernetesClusterAccess:
         return self._call(f"get {plural}.{group}/{name}",
                           client.CustomObjectsApi(self._api).get_cluster_custom_object,
                           group, version, plural, name, not_found_ok=True)
-
-    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-        from kubernetes import client
-
-        body = self._call(f"list {plural}.{group}", client.CustomObjectsApi(self._api).list_cluster_custom_object,
-                          group, version, plural, not_found_ok=True)
-        return list((body or {}).get("items") or [])
 
     # -- FixtureAccess ---------------------------------------------------------------------------
 

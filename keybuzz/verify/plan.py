@@ -8,6 +8,7 @@ the real output of ping, curl and dig rather than a re-encoding of it.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,12 @@ PING_COUNT = 3
 # IPv4 header (20) + ICMP header (8): `ping -s MTU-28` fills the pod MTU exactly.
 ICMP_OVERHEAD = 28
 ECHO_MTU_PATH = "/mtu"  # the echo pod's own eth0 MTU (fixture.py writes it at pod start)
+# How often a pod script looks for finished probes, and when it stops looking at the latest: the
+# longest deadline a check can have (bin/verify --timeout 600). Closing an exec does not stop the
+# process in the container, so without a bound a probe that never reports (its subshell killed)
+# would keep the loop polling in the client pod forever.
+SCRIPT_POLL_S = 0.05
+SCRIPT_GIVE_UP_S = 600
 
 
 @dataclass(frozen=True)
@@ -76,9 +83,9 @@ class PodPlan:
     pod: str
     probes: tuple[Probe, ...]
 
-    def script(self) -> str:
-        """The ``sh -c`` script for this pod's single exec."""
-        return render_script(self.probes)
+    def script(self, give_up_s: float = SCRIPT_GIVE_UP_S) -> str:
+        """The ``sh -c`` script for this pod's single exec, polling at most ``give_up_s`` seconds."""
+        return render_script(self.probes, give_up_s)
 
 
 @dataclass(frozen=True)
@@ -128,25 +135,29 @@ def ping(ip: str, *, size: int | None = None, dont_fragment: bool = False, count
     return shlex.join(parts)
 
 
-def render_script(probes: Sequence[Probe]) -> str:
+def render_script(probes: Sequence[Probe], give_up_s: float = SCRIPT_GIVE_UP_S) -> str:
     """Run every probe in the background; print each one's output, between markers, as it finishes.
 
     Probes run in parallel so that a pod's exec lasts as long as its slowest probe, not the sum.
     Printing each block as soon as its probe ends (the main shell polls, so blocks never
     interleave) means an exec cut short by its deadline still returns every finished probe.
+    The polling stops after ``give_up_s`` (counted in rounds: ash has no ``$SECONDS``), so the
+    script never outlives the exec's deadline by more than one round.
     """
+    rounds = max(1, math.ceil(give_up_s / SCRIPT_POLL_S))
     lines = ['d=$(mktemp -d) || exit 97',
              'show() { printf \'%s %s\\n\' "' + BEGIN_MARK + '" "$2"; cat "$d/$1"; '
              'printf \'\\n%s %s %s\\n\' "' + END_MARK + '" "$2" "$(cat "$d/$1.rc")"; : >"$d/$1.shown"; }']
     for i, probe in enumerate(probes):
         lines.append(f'( ( {probe.command} ) >"$d/{i}" 2>&1 </dev/null; echo $? >"$d/{i}.t"; '
                      f'mv "$d/{i}.t" "$d/{i}.rc" ) &')
-    lines.append("left=" + str(len(probes)))
-    lines.append('while [ "$left" -gt 0 ]; do')
+    lines.append(f"left={len(probes)} round=0")
+    lines.append(f'while [ "$left" -gt 0 ] && [ "$round" -lt {rounds} ]; do')
     for i, probe in enumerate(probes):
         lines.append(f'  if [ -e "$d/{i}.rc" ] && [ ! -e "$d/{i}.shown" ]; then show {i} {shlex.quote(probe.key)}; '
                      'left=$((left - 1)); fi')
-    lines.append('  [ "$left" -gt 0 ] && sleep 0.05')
+    lines.append(f'  [ "$left" -gt 0 ] && sleep {SCRIPT_POLL_S:g}')
+    lines.append('  round=$((round + 1))')
     lines.append("done")
     lines.append('rm -rf "$d"')
     return "\n".join(lines) + "\n"

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# Credentials a kubeconfig can hold: static ones, the OIDC auth-provider's (client-secret too), and
+# the values of an exec credential plugin's env (cloud keys: see _walk).
 _SECRET_KEYS = {"token", "password", "client-key-data", "client-certificate-data", "certificate-authority-data",
-                "client-key", "id-token", "refresh-token", "access-token"}
+                "client-key", "id-token", "refresh-token", "access-token", "client-secret"}
 
 
 def redact(text: str, kubeconfig: str) -> str:
@@ -22,7 +24,11 @@ def redact(text: str, kubeconfig: str) -> str:
                 walk(v, str(k))
         elif isinstance(node, list):
             for v in node:
-                walk(v, key)
+                if key == "env" and isinstance(v, Mapping) and isinstance(v.get("value"), str):
+                    # users[].user.exec.env: [{name: AWS_SECRET_ACCESS_KEY, value: ...}]
+                    walk(v["value"], "token")
+                else:
+                    walk(v, key)
         elif isinstance(node, str) and key in _SECRET_KEYS and len(node) >= 6:
             secrets.add(node)
 

@@ -583,9 +583,6 @@ class LabClusterAccess:
     def get_custom_object(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
         return None  # Calico's API objects are not emulated: the lab is about the data path
 
-    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-        return []
-
     def _netns_of(self, pod: str) -> tuple[str, Path | None]:
         for n in self.lab.lab_nodes:
             if pod == n.client_pod:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.clock import FakeClock
 from lab import LabClusterAccess
 
 from keybuzz.verify import checks, cli, providers
@@ -64,19 +65,6 @@ class LabFixtureAccess(LabClusterAccess):
         return self
 
 
-class Clock:
-    """Real probes take real time; only the checks' retry pauses are virtual (sleep moves the clock)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @pytest.fixture
 def one_attempt(monkeypatch):
     """A failing check is retried up to 3 times in production; once is enough to judge here (< 5 s)."""
@@ -89,7 +77,7 @@ def verify(lab: Any, tmp_path: Path, *extra: str) -> tuple[int, str, dict[str, A
     report = tmp_path / "report.json"
     access = LabFixtureAccess(lab)
     out = io.StringIO()
-    clock = Clock()
+    clock = FakeClock()  # real probes take real time; only the checks' retry pauses are virtual
     code = cli.main(["--kubeconfig", str(kubeconfig), "--json", str(report), *extra], out=out, clock=clock,
                     sleep=clock.sleep, access_factory=access.factory)
     text = out.getvalue()

@@ -11,7 +11,7 @@ import io
 import json
 import os
 import re
-import socket
+import signal
 import subprocess
 import sys
 import threading
@@ -20,55 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from verify_fakes import NODES, POD_CIDR, FakeCluster, Faults  # tests/verify is on sys.path (conftest)
+from fakes.clock import FakeClock
+from verify_fakes import (  # tests/verify is on sys.path (conftest)
+    NODES,
+    POD_CIDR,
+    TOKEN,
+    FakeCluster,
+    Faults,
+    closed_port,
+    kubeconfig_text,
+)
 
 from keybuzz.verify import checks, cli, fixture, providers
 from keybuzz.verify.cluster import ClusterAccessError
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "kb-cli-token-8d7c6b5a49382716aabbccddeeff0011"
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def kubeconfig_text(server: str) -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: probe
-  cluster:
-    server: {server}
-    insecure-skip-tls-verify: true
-users:
-- name: admin
-  user:
-    token: {TOKEN}
-contexts:
-- name: probe
-  context: {{cluster: probe, user: admin}}
-current-context: probe
-"""
-
-
-class Clock:
-    """A monotonic clock that moves only when something sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.t += seconds
 
 
 class FixtureFake:
@@ -128,7 +94,7 @@ def kubeconfig_file(tmp_path: Path) -> Path:
 
 def run_cli(argv: list[str], access: Any = None, **kwargs: Any) -> tuple[int, str]:
     out = FlushedOut()
-    clock = Clock()
+    clock = FakeClock(1000.0)
     factory = access.factory if access is not None else kwargs.pop("access_factory")
     code = cli.main(argv, out=out, clock=clock, sleep=clock.sleep, access_factory=factory, **kwargs)
     return code, out.getvalue()
@@ -188,7 +154,7 @@ def test_healthy_cluster_passes_with_progress_table_report_and_cleanup(kubeconfi
 
 def test_each_check_line_is_flushed_as_it_completes(kubeconfig_file):
     out = FlushedOut()
-    clock = Clock()
+    clock = FakeClock(1000.0)
     access = FixtureFake(FakeCluster())
     cli.main(["--kubeconfig", str(kubeconfig_file)], out=out, clock=clock, sleep=clock.sleep,
              access_factory=access.factory)
@@ -205,7 +171,13 @@ def test_keep_leaves_the_fixture_and_says_how_to_remove_it(kubeconfig_file):
     assert code == 0
     assert access.deleted == []
     assert "probe fixture kept in namespace overlay-probe (--keep); remove it with " \
-           "`kubectl delete namespace overlay-probe`" in text
+           "`kubectl delete namespace overlay-probe` and `kubectl delete caliconodestatuses " \
+           "-l app.kubernetes.io/part-of=keybuzz-overlay-verification`" in text
+    # Without Calico no CalicoNodeStatus was created: the namespace is all there is.
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--keep"], FixtureFake(FakeCluster(), calico=False))
+    assert code == 0
+    assert "probe fixture kept in namespace overlay-probe (--keep); remove it with " \
+           "`kubectl delete namespace overlay-probe`\n" in text
 
 
 def test_ingress_class_and_controller_flags_reach_the_ingress_and_its_messages(kubeconfig_file):
@@ -304,6 +276,61 @@ def test_interrupt_removes_the_fixture_and_exits_130(kubeconfig_file, monkeypatc
     assert code == cli.EXIT_INTERRUPTED
     assert text.splitlines()[-2:] == ["probe fixture removed", "bin/verify: interrupted"]
     assert ("Namespace", "overlay-probe") in access.deleted
+
+
+def test_a_refused_delete_does_not_stop_the_namespace_from_being_deleted(kubeconfig_file):
+    class StatusDeleteForbidden(FixtureFake):
+        def delete_object(self, manifest: dict[str, Any]) -> None:
+            if manifest["kind"] == "CalicoNodeStatus":
+                raise ClusterAccessError(f"delete CalicoNodeStatus {manifest['metadata']['name']}: HTTP 403 Forbidden")
+            super().delete_object(manifest)
+
+    access = StatusDeleteForbidden(FakeCluster())
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--check", "dns"], access)
+    assert ("Namespace", "overlay-probe") in access.deleted  # the probe pods go, whatever else failed
+    assert code == cli.EXIT_PASSED, text
+    assert ("probe fixture NOT removed (failed: delete CalicoNodeStatus overlay-probe-node-a: HTTP 403 Forbidden; "
+            "delete CalicoNodeStatus overlay-probe-node-b: HTTP 403 Forbidden; ") in text
+
+
+@pytest.mark.parametrize("where", ["missing-dir/report.json", "."])
+def test_a_report_that_cannot_be_written_is_refused_before_the_cluster_is_touched(kubeconfig_file, tmp_path, where):
+    access = FixtureFake(FakeCluster())
+    report = tmp_path / where
+    code, text = run_cli(["--kubeconfig", str(kubeconfig_file), "--json", str(report)], access)
+    assert code == cli.EXIT_USAGE, text
+    reason = "is a directory" if where == "." else f"no directory {tmp_path / 'missing-dir'}"
+    assert text.splitlines()[-1] == f"bin/verify: error: --json {report}: {reason}"
+    assert access.applied == [] and access.deleted == []
+
+
+def test_sigterm_removes_the_fixture_and_exits_143(kubeconfig_file):
+    """A cancelled CI job or `timeout` sends SIGTERM: the fixture must not be left in the cluster."""
+
+    class KilledMidApply(FixtureFake):
+        def apply_object(self, manifest: dict[str, Any]) -> None:
+            super().apply_object(manifest)
+            if manifest["kind"] == "DaemonSet":
+                signal.raise_signal(signal.SIGTERM)
+
+    # Without bin/verify's own handler the signal lands here (not on pytest's default: death).
+    caught: list[int] = []
+
+    def ours(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, ours)
+    try:
+        access = KilledMidApply(FakeCluster())
+        code, text = run_cli(["--kubeconfig", str(kubeconfig_file)], access)
+        assert signal.getsignal(signal.SIGTERM) is ours  # bin/verify put the caller's handler back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert caught == []
+    assert code == cli.EXIT_TERMINATED, text
+    assert text.splitlines()[-2:] == ["probe fixture removed", "bin/verify: terminated (SIGTERM)"]
+    assert ("Namespace", "overlay-probe") in access.deleted
+    assert ("DaemonSet", fixture.CLIENT_NAME) not in access.applied  # stopped at the first DaemonSet
 
 
 def test_a_namespace_still_terminating_is_waited_for_before_applying(kubeconfig_file):

@@ -2,15 +2,17 @@
 
 import re
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from fakes.clock import FakeClock
 from verify_fakes import (
+    CAPTURED,
     MTU,
     NODES,
     POD_CIDR,
     SUBNET_CIDR,
-    FakeClock,
     FakeCluster,
     Faults,
     ReplayCluster,
@@ -168,8 +170,20 @@ def test_parse_dig_tells_refused_from_timed_out():
     assert (timeout.status, timeout.detail) == ("timeout", "timed out")
 
 
-def test_parse_dig_short_still_reads_plus_short_output():
-    assert judge.parse_dig_short("kubernetes.default.svc.cluster.local.\n10.43.0.1\n") == ["10.43.0.1"]
+def test_a_first_try_that_timed_out_does_not_hide_the_answer_that_followed():
+    # Real dig 9.18 (+tries=2) against dnsmasq, its first query dropped by an nftables quota rule:
+    # the server did answer, NXDOMAIN; "no server answered" would send on-call after CoreDNS's reachability.
+    text = (CAPTURED / "dig_first_try_lost.nxdomain.txt").read_text()
+    assert text.startswith(";; communications error to 127.0.0.1#53: timed out\n")
+    res = judge.parse_dig(text, 0)
+    assert (res.status, res.answers) == ("nxdomain", ())
+    verdict = judge.judge_dns(["node-a"], {"node-a": {"dns:kubernetes": RawOutput(text, 0)}}, "10.43.0.1",
+                              {"node-a": "client-a"})
+    assert [f.what for f in verdict.failures] == ["kubernetes.default.svc.cluster.local: NXDOMAIN"]
+
+
+def test_parse_dig_still_reads_plus_short_output():
+    assert judge.parse_dig("kubernetes.default.svc.cluster.local.\n10.43.0.1\n", 0).answers == ("10.43.0.1",)
 
 
 def _raw(scenario, check, node, key):
@@ -321,12 +335,20 @@ def test_an_unreachable_api_fails_every_check_naming_the_api_server():
 
 
 class _JumpingClock:
-    """Reads the start time once, then is already past any deadline: the check must give up at once."""
+    """The caller reads the start time once, then is already past any deadline: it must give up at once.
+
+    The check's own threads keep reading the start time, so they wait on the hung exec instead of
+    giving up themselves: were they to see the jump too, they could finish (blaming each path) before
+    the caller looked, and the test would depend on thread scheduling.
+    """
 
     def __init__(self) -> None:
         self.calls = 0
+        self.caller = threading.current_thread()
 
     def __call__(self) -> float:
+        if threading.current_thread() is not self.caller:
+            return 0.0
         self.calls += 1
         return 0.0 if self.calls == 1 else 10_000.0
 
@@ -385,3 +407,14 @@ def test_an_exec_that_printed_nothing_before_its_deadline_is_an_exec_failure():
     assert [f.where for f in verdict.failures] == ["node-b→node-a", "node-b→node-c"]
     assert all("exec did not finish within" in f.what and "printed nothing" in f.what for f in verdict.failures)
     assert verdict.causes() == [judge.CAUSE_EXEC.format(ns="overlay-probe")]
+
+
+def test_by_node_counts_the_target_of_an_ingress_path_that_carries_a_port():
+    # Controller down on node-b and node-c, probed from the next node (node-a→node-b, node-b→node-c).
+    verdict = judge.Verdict(check="ingress", tested="t", total=3, unit="nodes", failures=[
+        judge.Failure("node-a→node-b:80", "nothing listens", "c"),
+        judge.Failure("node-b→node-c:80", "nothing listens", "c"),
+    ])
+    assert verdict.by_node(["node-a", "node-b", "node-c"]) == {"node-b": 2, "node-a": 1, "node-c": 1}
+    assert "By node: node-b in 2, node-a in 1, node-c in 1 (every failure involves node-b)." in verdict.message(
+        ["node-a", "node-b", "node-c"])

@@ -131,6 +131,31 @@ def test_each_probe_is_printed_as_it_finishes_so_a_deadline_keeps_the_finished_o
     assert parsed == {"fast:a": plan.RawOutput("one", 0), "fast:c": plan.RawOutput("two", 0)}
 
 
+def test_the_script_stops_polling_at_its_deadline_when_a_probe_never_reports(tmp_path):
+    """Closing an exec does not stop the shell in the pod: its loop must end on its own."""
+    probes = [plan.Probe("stuck:a", "sleep 30"), plan.Probe("fast:b", "echo one")]
+    out = tmp_path / "out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(["sh", "-c", plan.render_script(probes, give_up_s=0.3)], stdout=sink,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=20)  # the stuck probe alone would hold it for 30 s
+        finally:
+            import os
+            import signal
+
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned `sleep 30`
+            proc.wait()
+    assert code == 0
+    assert plan.parse_script_output(out.read_text()) == {"fast:b": plan.RawOutput("one", 0)}
+
+
+def test_the_scripts_polling_rounds_follow_the_deadline():
+    probes = [plan.Probe("a:x", "true")]
+    assert '[ "$round" -lt 1200 ]' in plan.render_script(probes, give_up_s=60)
+    assert '[ "$round" -lt 12000 ]' in plan.PodPlan("n", "p", tuple(probes)).script()  # bin/verify's longest
+
+
 @pytest.mark.parametrize("shell", ["sh", "bash"])
 def test_rendered_scripts_parse_in_posix_sh_and_bash(shell):
     pods = plan.ProbePods(clients={n: f"c-{n}" for n in NODES}, echo_ips=PODS.echo_ips)

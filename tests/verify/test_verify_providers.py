@@ -2,51 +2,21 @@
 
 import base64
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fakes.clock import FakeClock
 from pulumi.dynamic.dynamic import serialize_provider
+from verify_fakes import TOKEN, closed_port, kubeconfig_text  # tests/verify is on sys.path (conftest)
 
 from keybuzz.verify import checks, providers
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "kb-test-token-3f9a0c1d2e4b5a69788796a5b4c3d2e1"
-
-
-def closed_port() -> int:
-    """A loopback port that was bound and closed again: connections are refused at once."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def kubeconfig(port: int) -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: probe
-  cluster:
-    server: https://127.0.0.1:{port}
-    insecure-skip-tls-verify: true
-users:
-- name: admin
-  user:
-    token: {TOKEN}
-contexts:
-- name: probe
-  context: {{cluster: probe, user: admin}}
-current-context: probe
-"""
-
-
 def props(**overrides):
     base = {
-        "kubeconfig": kubeconfig(closed_port()),
+        "kubeconfig": kubeconfig_text(f"https://127.0.0.1:{closed_port()}"),
         "nodes": [{"name": "node-a", "privateIp": "10.0.1.10"}, {"name": "node-b", "privateIp": "10.0.1.11"}],
         "podCidr": "10.42.0.0/16",
         "subnetCidr": "10.0.1.0/24",
@@ -127,26 +97,14 @@ def test_provider_needs_the_project_directory_as_cwd(tmp_path):
     assert "No module named 'keybuzz'" in done.stderr
 
 
-class VirtualClock:
+@pytest.fixture
+def virtual_clock(monkeypatch):
     """The checks' clock, moved only by their own pauses: the deadline is judged in check time.
 
     A cold ``import kubernetes`` (3 s on a loaded 2-core machine) or a slow thread start then cannot
     eat a short deadline, and the retries' pauses cost no real time.
     """
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
-@pytest.fixture
-def virtual_clock(monkeypatch):
-    clock = VirtualClock()
+    clock = FakeClock()
     real_run_check = checks.run_check
     monkeypatch.setattr(checks, "run_check", lambda *a, **k: real_run_check(*a, clock=clock, sleep=clock.sleep, **k))
     return clock
@@ -204,7 +162,28 @@ def test_passing_check_outputs_hold_no_kubeconfig(monkeypatch):
 
 def test_redact_removes_kubeconfig_credentials():
     text = f"failed with Authorization: Bearer {TOKEN} at https://127.0.0.1:6443"
-    assert providers.redact(text, kubeconfig(6443)) == "failed with Authorization: Bearer [redacted] at https://127.0.0.1:6443"
+    redacted = providers.redact(text, kubeconfig_text("https://127.0.0.1:6443"))
+    assert redacted == "failed with Authorization: Bearer [redacted] at https://127.0.0.1:6443"
+
+
+def test_redact_removes_oidc_and_exec_plugin_credentials():
+    kubeconfig = """apiVersion: v1
+kind: Config
+users:
+- name: oidc
+  user:
+    auth-provider:
+      name: oidc
+      config: {client-id: kube, client-secret: oidc-client-secret-7f3e9a, id-token: eyJ.id.token}
+- name: cloud
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: aws
+      env: [{name: AWS_SECRET_ACCESS_KEY, value: wJalrXUtnFEMI-K7MDENG-bPxRfiCY}]
+"""
+    text = "refused: client-secret=oidc-client-secret-7f3e9a key=wJalrXUtnFEMI-K7MDENG-bPxRfiCY client-id=kube"
+    assert providers.redact(text, kubeconfig) == "refused: client-secret=[redacted] key=[redacted] client-id=kube"
 
 
 def test_every_check_has_its_own_resource_class():

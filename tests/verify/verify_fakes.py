@@ -10,6 +10,7 @@ the rendered script and answers in the real tools' formats, wrapped in the scrip
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,9 +185,6 @@ class FakeCluster:
                                        "numberEstablishedV6": 0, "numberNotEstablishedV6": 0, "peersV4": peers}}}
         return None
 
-    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-        return []
-
     # -- exec --
     def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
                     timeout: float) -> ExecResult:
@@ -300,27 +298,11 @@ class ReplayCluster:
     def get_custom_object(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
         return None
 
-    def list_custom_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
-        return []
-
     def exec_in_pod(self, namespace: str, pod: str, container: str, command: list[str],
                     timeout: float) -> ExecResult:
         self.calls.append(("exec", pod))
         node = pod.removeprefix(fixture.CLIENT_NAME + "-")
         return ExecResult(captured(self.scenario, self.check, node), "", 0)
-
-
-class FakeClock:
-    """monotonic() and sleep() that only move when told: waits cost no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class UnreachableCluster:
@@ -331,3 +313,36 @@ class UnreachableCluster:
             raise ClusterAccessError(f"{name}: MaxRetryError: Failed to establish a new connection: "
                                      "[Errno 111] Connection refused")
         return fail
+
+
+# A credential that must never reach a message, an output or a report.
+TOKEN = "kb-test-token-3f9a0c1d2e4b5a69788796a5b4c3d2e1"
+
+
+def closed_port() -> int:
+    """A loopback port that was bound and closed again: connections are refused at once."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def kubeconfig_text(server: str) -> str:
+    """A token kubeconfig for ``server`` (TLS not verified): what K3s writes, with ``TOKEN``."""
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: probe
+  cluster:
+    server: {server}
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: {TOKEN}
+contexts:
+- name: probe
+  context: {{cluster: probe, user: admin}}
+current-context: probe
+"""

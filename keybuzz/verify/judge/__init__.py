@@ -25,11 +25,9 @@ from keybuzz.verify.judge.parsers import (
     CurlResult,
     DigResult,
     PingResult,
-    curl_timed_out,
     describe_curl_failure,
     parse_curl,
     parse_dig,
-    parse_dig_short,
     parse_ping,
     ping_ok,
 )
@@ -37,8 +35,8 @@ from keybuzz.verify.judge.verdict import ARROW, Failure, Verdict, latency_summar
 
 __all__ = [
     "ARROW", "CAUSE_EXEC", "CAUSE_OVERLAY", "CAUSE_PING_TOOL", "CAUSE_PROBE_POD", "CAUSE_TCP_ONLY",
-    "CAUSE_UNFINISHED", "CurlResult", "DigResult", "Failure", "PingResult", "Verdict", "curl_timed_out",
+    "CAUSE_UNFINISHED", "CurlResult", "DigResult", "Failure", "PingResult", "Verdict",
     "describe_curl_failure", "exec_failures", "judge_calico", "judge_clusterip", "judge_dns", "judge_external",
     "judge_ingress", "judge_mesh", "judge_mtu", "latency_summary", "missing_pod_failures", "parse_curl",
-    "parse_dig", "parse_dig_short", "parse_ping", "path", "ping_ok",
+    "parse_dig", "parse_ping", "path", "ping_ok",
 ]

@@ -140,10 +140,6 @@ def describe_curl_failure(result: CurlResult, total: int | None = None) -> str:
     return f"curl exit {rc}: {result.error}".strip(": ")
 
 
-def curl_timed_out(result: CurlResult) -> bool:
-    return result.exit_code == 28
-
-
 # ---------------------------------------------------------------------------------------------
 # ping
 
@@ -263,20 +259,17 @@ def parse_dig(text: str, exit_code: int | None) -> DigResult:
     status_m = _DIG_STATUS.search(text)
     if answers:
         status = "ok"
+    elif status_m:
+        # A server answered (a header came back): its status stands, even after a first try that
+        # timed out (+tries=2: one lost UDP query is followed by the real answer).
+        status = status_m.group(1).lower()
     elif comm and any("refused" in why for _, why in comm):
         status = "refused"
     elif comm or exit_code == 9 or "no servers could be reached" in text:
         status = "timeout"
-    elif status_m:
-        status = status_m.group(1).lower()
     elif exit_code == 0:
         status = "noerror"
     else:
         status = "error"
         detail = text.strip().splitlines()[0][:160] if text.strip() else f"exit {exit_code}"
     return DigResult(tuple(answers), status, server, detail)
-
-
-def parse_dig_short(text: str) -> list[str]:
-    """The A answers of a dig output (``+short`` or answer section)."""
-    return list(parse_dig(text, 0).answers)

@@ -91,7 +91,8 @@ class Verdict:
 
 
 def _mentions(where: str, node: str) -> bool:
-    return node in re.split(f"[{ARROW} ,()]+", where)
+    # ":" too: the ingress check's paths carry the port (``node-a→node-b:80``); node names never hold one.
+    return node in re.split(f"[{ARROW} ,():]+", where)
 
 
 def path(src: str, dst: str) -> str:
