@@ -212,3 +212,24 @@ def test_the_readme_walkthrough_is_the_one_tested():
     for step in ("bin/deploy dev up", "bin/deploy staging preview && bin/deploy staging up",
                  "bin/deploy prod preview && bin/deploy prod up"):  # fmt: skip
         assert step in lines
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["config", "set", "--secret", "sshPrivateKey", "s3cr3t-value"],
+         "pulumi config set --secret sshPrivateKey [not shown] --stack dev"),
+        (["config", "set", "sshPrivateKey", "s3cr3t-value", "--secret"],
+         "pulumi config set sshPrivateKey [not shown] --secret --stack dev"),
+        (["config", "set-all", "--secret", "sshPrivateKey=s3cr3t-value", "--plaintext", "location=nbg1"],
+         "pulumi config set-all --secret sshPrivateKey=[not shown] --plaintext location=[not shown] --stack dev"),
+    ],
+    ids=["set", "set-flag-last", "set-all"],
+)  # fmt: skip
+def test_a_secret_given_on_the_command_line_is_passed_on_but_never_echoed(project, args, shown):
+    project.create_stacks("dev")
+    result = project.deploy("dev", *args, PULUMI_CONFIG_PASSPHRASE="pass")
+    assert result.returncode == 0, result.stderr
+    assert project.argvs()[-1] == [*args, "--stack", "dev"]  # pulumi still gets the value
+    assert "s3cr3t-value" not in result.stderr + result.stdout
+    assert f"bin/deploy: {shown}\n" in result.stderr
