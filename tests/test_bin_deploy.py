@@ -233,3 +233,19 @@ def test_a_secret_given_on_the_command_line_is_passed_on_but_never_echoed(projec
     assert project.argvs()[-1] == [*args, "--stack", "dev"]  # pulumi still gets the value
     assert "s3cr3t-value" not in result.stderr + result.stdout
     assert f"bin/deploy: {shown}\n" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "TRUE"])
+def test_an_override_value_the_program_would_refuse_is_refused_before_anything_runs(project, value):
+    project.add_keys("prod")
+    project.create_stacks("prod")
+    project.commit("keys")
+    result = project.deploy("prod", "preview", KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=value, **SECRETS)
+    assert result.returncode == 1
+    assert "1 thing(s) missing, nothing was run" in result.stderr
+    assert "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 or true (the promotion gate overridden for this run), 0, false" in (
+        result.stderr
+    )
+    assert f"or unset (not overridden); it is '{value}'" in result.stderr
+    assert "OVERRIDDEN" not in result.stderr
+    assert project.argvs() == [["version"]]
