@@ -370,3 +370,15 @@ def test_yaml_files_are_read_as_the_cli_reads_them_off_and_yes_stay_strings(tmp_
     project = read_project(load_yaml(tmp_path / "Pulumi.yaml"), tmp_path)
     config, _ = app_config(project, load_yaml(tmp_path / "Pulumi.dev.yaml"))
     assert config == {"app:mode": "off", "app:tls": "yes", "app:debug": "true"}
+
+
+def test_the_example_keeps_zero_replicas_as_asked():
+    request = {
+        "dir": str(EXAMPLE),
+        "project_file": str(EXAMPLE / "Pulumi.yaml"),
+        "stack": "dev",
+        "stack_doc": {"config": {"shop-web:host": "shop.test", "shop-web:replicas": 0}},
+    }
+    resources = run_in_child(Interpreter(Path(sys.executable), EXAMPLE / "requirements.txt"), request)
+    (deployment,) = [r["inputs"] for r in resources if r["type"].endswith(":Deployment")]
+    assert deployment["spec"]["replicas"] == 0
