@@ -36,6 +36,7 @@ from typing import Any, TextIO
 import yaml
 
 from keybuzz import exit_codes
+from keybuzz.config import load_stack_yaml
 from keybuzz.offline import REPO, ProjectError, read_project, redact_secrets, run_app
 
 PACK_DIR = REPO / "policies"
@@ -71,13 +72,14 @@ class InternalError(Exception):
 
 
 def load_yaml(path: Path) -> Any:
-    """Parse a YAML file; an error names the file, line and column (1-based)."""
+    """Parse a YAML file as the CLI does (YAML 1.2: `off`, `yes` stay strings); an error names the file,
+    line and column (1-based)."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return load_stack_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -214,7 +216,7 @@ def child_main(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     result: dict[str, Any]
     try:
-        project = read_project(yaml.safe_load(Path(request["project_file"]).read_text()), Path(request["dir"]))
+        project = read_project(load_stack_yaml(Path(request["project_file"]).read_text()), Path(request["dir"]))
         run = run_app(project, request["stack"], request["stack_doc"])
         result = {
             "resources": [{"type": r.type, "name": r.name, "inputs": redact_secrets(r.inputs)} for r in run.resources]

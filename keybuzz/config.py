@@ -637,9 +637,12 @@ def load() -> tuple[ClusterConfig, Secrets]:
     import json
 
     import pulumi
+    from pulumi.runtime.config import get_config_secret_keys_env, is_config_secret
 
     cfg = pulumi.Config()
-    check_keys(all_config(), cfg.name)
+    namespaced = all_config()
+    secret = {k for k in namespaced if is_config_secret(k)} | set(get_config_secret_keys_env())
+    check_keys(namespaced, cfg.name, secret_keys=frozenset(secret))
     structured = set(STRUCTURED_KEYS) | {
         k for k, v in project_config_block().items() if isinstance(v, dict) and v.get("type") in ("object", "array")
     }
@@ -737,14 +740,23 @@ def all_config() -> dict[str, Any]:
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
-def check_keys(namespaced: Mapping[str, Any], project: str = PROJECT, known: tuple[str, ...] | None = None) -> None:
+def check_keys(
+    namespaced: Mapping[str, Any],
+    project: str = PROJECT,
+    known: tuple[str, ...] | None = None,
+    secret_keys: frozenset[str] = frozenset(),
+) -> None:
     """Refuse keys the program would silently ignore: unknown keys of this project, and keys under a
-    namespace that is a near-miss of the project name (`keybuzz:podCidr`, `keybuzz-k3:podCidr`)."""
+    namespace that is a near-miss of the project name (`keybuzz:podCidr`, `keybuzz-k3:podCidr`).
+
+    The engine hands secrets decrypted: a misspelt secret key (`sshPrivatekey`) is named, its value not.
+    """
     known = known if known is not None else known_keys()
     for full_key in sorted(namespaced):
         namespace, sep, name = full_key.partition(":")
         if not sep:
             continue
+        value = "[secret, not shown]" if full_key in secret_keys else namespaced[full_key]
         if namespace == project:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
@@ -752,11 +764,11 @@ def check_keys(namespaced: Mapping[str, Any], project: str = PROJECT, known: tup
                     folded = {k.lower(): k for k in known}
                     close = [folded[m] for m in difflib.get_close_matches(name.lower(), folded, n=1, cutoff=0.6)]
                 hint = f"did you mean '{project}:{close[0]}'? " if close else ""
-                raise ConfigError(full_key, namespaced[full_key], f"a known key: {hint}keys are {', '.join(known)}")
+                raise ConfigError(full_key, value, f"a known key: {hint}keys are {', '.join(known)}")
         elif difflib.get_close_matches(namespace, [project], n=1, cutoff=0.6):
             raise ConfigError(
                 full_key,
-                namespaced[full_key],
+                value,
                 f"the '{project}:' namespace (this project): did you mean '{project}:{name}'?",
             )
 

@@ -212,3 +212,40 @@ def test_the_readme_walkthrough_is_the_one_tested():
     for step in ("bin/deploy dev up", "bin/deploy staging preview && bin/deploy staging up",
                  "bin/deploy prod preview && bin/deploy prod up"):  # fmt: skip
         assert step in lines
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["config", "set", "--secret", "sshPrivateKey", "s3cr3t-value"],
+         "pulumi config set --secret sshPrivateKey [not shown] --stack dev"),
+        (["config", "set", "sshPrivateKey", "s3cr3t-value", "--secret"],
+         "pulumi config set sshPrivateKey [not shown] --secret --stack dev"),
+        (["config", "set-all", "--secret", "sshPrivateKey=s3cr3t-value", "--plaintext", "location=nbg1"],
+         "pulumi config set-all --secret sshPrivateKey=[not shown] --plaintext location=[not shown] --stack dev"),
+    ],
+    ids=["set", "set-flag-last", "set-all"],
+)  # fmt: skip
+def test_a_secret_given_on_the_command_line_is_passed_on_but_never_echoed(project, args, shown):
+    project.create_stacks("dev")
+    result = project.deploy("dev", *args, PULUMI_CONFIG_PASSPHRASE="pass")
+    assert result.returncode == 0, result.stderr
+    assert project.argvs()[-1] == [*args, "--stack", "dev"]  # pulumi still gets the value
+    assert "s3cr3t-value" not in result.stderr + result.stdout
+    assert f"bin/deploy: {shown}\n" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "TRUE"])
+def test_an_override_value_the_program_would_refuse_is_refused_before_anything_runs(project, value):
+    project.add_keys("prod")
+    project.create_stacks("prod")
+    project.commit("keys")
+    result = project.deploy("prod", "preview", KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=value, **SECRETS)
+    assert result.returncode == 1
+    assert "1 thing(s) missing, nothing was run" in result.stderr
+    assert "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 or true (the promotion gate overridden for this run), 0, false" in (
+        result.stderr
+    )
+    assert f"or unset (not overridden); it is '{value}'" in result.stderr
+    assert "OVERRIDDEN" not in result.stderr
+    assert project.argvs() == [["version"]]

@@ -360,3 +360,25 @@ def test_requirements_the_project_does_not_pin_get_a_cached_venv_built_once(tmp_
     )
     (app / "requirements.txt").write_text("pulumi==3.272.0\nrequests==2.32.4\n")
     assert choose_interpreter(app, cache, Path("/project/python")).build_venv != venv
+
+
+def test_yaml_files_are_read_as_the_cli_reads_them_off_and_yes_stay_strings(tmp_path):
+    from keybuzz.check_app import load_yaml
+
+    (tmp_path / "Pulumi.yaml").write_text("name: app\nruntime: python\nconfig:\n  mode:\n    default: off\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  app:tls: yes\n  app:debug: true\n")
+    project = read_project(load_yaml(tmp_path / "Pulumi.yaml"), tmp_path)
+    config, _ = app_config(project, load_yaml(tmp_path / "Pulumi.dev.yaml"))
+    assert config == {"app:mode": "off", "app:tls": "yes", "app:debug": "true"}
+
+
+def test_the_example_keeps_zero_replicas_as_asked():
+    request = {
+        "dir": str(EXAMPLE),
+        "project_file": str(EXAMPLE / "Pulumi.yaml"),
+        "stack": "dev",
+        "stack_doc": {"config": {"shop-web:host": "shop.test", "shop-web:replicas": 0}},
+    }
+    resources = run_in_child(Interpreter(Path(sys.executable), EXAMPLE / "requirements.txt"), request)
+    (deployment,) = [r["inputs"] for r in resources if r["type"].endswith(":Deployment")]
+    assert deployment["spec"]["replicas"] == 0

@@ -145,3 +145,23 @@ def test_arm_and_cost_optimized_types_are_eu_only():
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])  # one program run per test
 def test_committed_stacks_use_known_types(stack):
     run_program(stack)  # raises ConfigError on an unknown type
+
+
+@pytest.mark.parametrize("key", ["keybuzz-k3s:sshPrivatekey", "keybuzz:sshPrivateKey"], ids=["typo", "namespace"])
+def test_a_misspelt_secret_key_is_named_but_its_decrypted_value_is_not_printed(key):
+    private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+    with pytest.raises(ConfigError) as caught:
+        check_keys({key: private}, secret_keys=frozenset({key}))
+    assert caught.value.key == key
+    assert "did you mean 'keybuzz-k3s:sshPrivateKey'?" in str(caught.value)
+    assert "PRIVATE KEY" not in str(caught.value) and "b3BlbnNz" not in str(caught.value)
+    assert caught.value.value == "[secret, not shown]"
+
+
+def test_the_program_hides_the_value_of_a_misspelt_secret_key():
+    from keybuzz.offline import SECRET_PLACEHOLDER
+
+    with pytest.raises(ConfigError) as caught:
+        run_program("dev", overrides={"keybuzz-k3s:sshPrivatekey": {"secure": "v1:abc"}})
+    assert caught.value.key == "keybuzz-k3s:sshPrivatekey"
+    assert SECRET_PLACEHOLDER not in str(caught.value)

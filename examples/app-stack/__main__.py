@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 config = pulumi.Config()
 namespace_name = config.get("namespace") or "shop"
 image = config.get("image") or "ghcr.io/stefanprodan/podinfo:6.6.2"
-replicas = config.get_int("replicas") or 2
+replicas = config.get_int("replicas", 2)  # 0 is a valid choice (the app paused), not "unset"
 host = config.require("host")
 labels = {"app": "web"}
 

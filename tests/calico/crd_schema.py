@@ -57,10 +57,23 @@ HOW_TO_GET = (
 _missing_reported: list[str] = []  # read by tests/conftest.py for its one summary line
 
 
+def _version_line() -> str:
+    return f"(Calico {CALICO_VERSION})"
+
+
 def find_crd_dir() -> Path | None:
-    """Where the CRD schemas are: beside the repo first, then the cache; None when neither has them."""
+    """Where the CRD schemas are: beside the repo first, then the cache; None when neither has them.
+
+    A folder counts only when its README names the pinned Calico version: after a version bump the
+    old schemas would pass manifests the new CRDs refuse (a stale cache is fetched again).
+    """
     for folder in (SHARED_CRD_DIR, CACHE_CRD_DIR):
-        if all((folder / name).is_file() for name in REQUIRED_CRDS):
+        readme = folder / "README.md"
+        if (
+            all((folder / name).is_file() for name in REQUIRED_CRDS)
+            and readme.is_file()
+            and _version_line() in readme.read_text()
+        ):
             return folder
     return None
 
@@ -96,7 +109,7 @@ def fetch_crds(url: str = CHART_URL, dest: Path = CACHE_CRD_DIR, timeout: float 
                     if data is not None:
                         (dest / Path(member.name).name).write_bytes(data.read())
         (dest / "README.md").write_text(
-            f"# Calico's own CRD schemas (Calico {CALICO_VERSION})\n\nFetched from {url} (`crds/`), the chart "
+            f"# Calico's own CRD schemas {_version_line()}\n\nFetched from {url} (`crds/`), the chart "
             f"that installs the operator at tag {TIGERA_OPERATOR_VERSION}.\n"
         )
     except Exception as exc:  # noqa: BLE001 (offline is normal: say so in one line)

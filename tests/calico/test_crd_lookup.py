@@ -5,10 +5,11 @@ import pytest
 from . import crd_schema
 
 
-def _crds(folder):
+def _crds(folder, version=crd_schema.CALICO_VERSION):
     folder.mkdir(parents=True)
     for name in crd_schema.REQUIRED_CRDS:
         (folder / name).write_text("kind: CustomResourceDefinition\n")
+    (folder / "README.md").write_text(f"# Calico's own CRD schemas (Calico {version})\n")
     return folder
 
 
@@ -73,3 +74,13 @@ def test_fetch_extracts_the_charts_crds_into_the_cache(places, tmp_path):
     assert outcome == "Calico CRD schemas fetched into .cache/calico-crds"
     assert crd_schema.find_crd_dir() == places[1]
     assert "Calico v3.31.7" in (places[1] / "README.md").read_text()
+
+
+def test_schemas_of_another_calico_version_do_not_count(places):
+    # After a calicoVersion bump, a cache of the old chart's CRDs must be fetched again, not used.
+    shared, cache = places
+    _crds(shared, version="v3.30.0")
+    _crds(cache)
+    assert crd_schema.find_crd_dir() == cache
+    (cache / "README.md").write_text("# Calico's own CRD schemas (Calico v3.30.0)\n")
+    assert crd_schema.find_crd_dir() is None
