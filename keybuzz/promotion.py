@@ -51,6 +51,10 @@ def previous_from_env(environ: Mapping[str, str]) -> PreviousStage | None:
     )
 
 
+class OverrideValueError(pulumi.RunError, ValueError):
+    """A bad override value: a RunError, so the language host prints the one line, not a traceback."""
+
+
 def override_from_env(environ: Mapping[str, str]) -> bool:
     """KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION: 1/true turns the override on for this run; unset, 0, false off."""
     value = environ.get(ENV_OVERRIDE, "").strip()
@@ -58,7 +62,7 @@ def override_from_env(environ: Mapping[str, str]) -> bool:
         return False
     if value in ("1", "true"):
         return True
-    raise ValueError(f"{ENV_OVERRIDE}={value!r} is invalid: 1 or true (on for this run), 0 or false (off)")
+    raise OverrideValueError(f"{ENV_OVERRIDE}={value!r} is invalid: 1 or true (on for this run), 0 or false (off)")
 
 
 @dataclass(frozen=True)
