@@ -117,6 +117,7 @@ def _stub_pulumi_sdk() -> None:
                  "Resource"):  # fmt: skip
         setattr(dynamic, name, type(name, (), {}))
     sdk.dynamic = dynamic
+    sdk.RunError = type("RunError", (Exception,), {})
     sys.modules.update({"pulumi": sdk, "pulumi.dynamic": dynamic})
 
 
