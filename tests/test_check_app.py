@@ -104,9 +104,8 @@ def test_the_example_app_stack_is_clean(example_run):
 def test_a_host_network_deployment_and_a_host_port_release_are_refused_by_name(bad_run):
     assert bad_run.returncode == exit_codes.POLICY, bad_run.stdout + bad_run.stderr
     lines = [line.strip() for line in bad_run.stdout.splitlines() if line.strip().startswith("[")]
+    # By resource (edge, then web), each resource's findings in policy order: the same on every run.
     assert lines == [
-        "[mandatory] no-host-network: web (kubernetes:apps/v1:Deployment) spec.template.spec.hostNetwork: "
-        "hostNetwork is true; remove it and expose the app through a ClusterIP Service + Ingress instead",
         "[mandatory] no-host-port: edge (kubernetes:helm.sh/v3:Release) values.controller.hostPort.enabled: "
         "the chart is asked for hostPort.enabled: true; remove it from the values and expose the app through "
         "a ClusterIP Service + Ingress",
@@ -114,6 +113,8 @@ def test_a_host_network_deployment_and_a_host_port_release_are_refused_by_name(b
         "one opaque object: only its values are checked, not the Deployments, DaemonSets and Services its chart "
         "renders. Declare the chart with kubernetes.helm.v4.Chart, which registers each rendered object, so the "
         "pack checks them like any other resource",
+        "[mandatory] no-host-network: web (kubernetes:apps/v1:Deployment) spec.template.spec.hostNetwork: "
+        "hostNetwork is true; remove it and expose the app through a ClusterIP Service + Ingress instead",
     ]
     assert "verdict: REFUSED" in bad_run.stdout
 

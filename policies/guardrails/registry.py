@@ -251,7 +251,11 @@ def resolve_config(config: Mapping[str, Any] | None) -> dict[str, PolicySettings
 def evaluate(
     resources: Iterable[tuple[str, str, Mapping[str, Any]]], config: Mapping[str, Any] | None = None
 ) -> list[Violation]:
-    """Run every enabled policy on every (type, name, props); findings on unknowns come out advisory."""
+    """Run every enabled policy on every (type, name, props); findings on unknowns come out advisory.
+
+    Ordered by resource (name, then type), each resource's findings in policy and field order: the mock
+    engine registers resources in no fixed order, and a CI log or a test must read the same verdict twice.
+    """
     settings = resolve_config(config)
     violations = []
     for resource_type, name, props in resources:
@@ -264,4 +268,4 @@ def evaluate(
                 violations.append(
                     Violation(spec.name, level, resource_type, name, finding.path, finding.message, finding.unknown)
                 )
-    return violations
+    return sorted(violations, key=lambda v: (v.resource, v.resource_type))  # stable: keeps field order

@@ -145,3 +145,17 @@ def test_pack_never_imports_the_program():
         text = source.read_text()
         assert "import keybuzz" not in text and "from keybuzz" not in text, source
         assert "import components" not in text and "from components" not in text, source
+
+
+def test_the_verdict_reads_the_same_whatever_order_the_resources_come_in():
+    import guardrails
+
+    bad_pod = {"metadata": {"namespace": "shop"}, "spec": {"hostNetwork": True, "containers": [
+        {"name": "a", "image": "x:1", "ports": [{"containerPort": 80, "hostPort": 80}]}]}}
+    resources = [("kubernetes:core/v1:Pod", f"pod-{i}", bad_pod) for i in range(3)]
+    forward = [str(v) for v in guardrails.evaluate(resources)]
+    backward = [str(v) for v in guardrails.evaluate(list(reversed(resources)))]
+    assert forward == backward
+    assert [v.split(" (")[0] for v in forward] == [
+        f"[mandatory] {policy}: pod-{i}" for i in range(3) for policy in ("no-host-network", "no-host-port")
+    ]
