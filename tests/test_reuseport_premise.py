@@ -180,9 +180,12 @@ def test_uid_101_traefik_takes_port_80_from_uid_101_nginx_with_no_refused_connec
     # ... a root process cannot join the uid-101 sockets, whatever the family ...
     assert out["root_joins"] == ["EADDRINUSE", "EADDRINUSE"]
     # ... a uid-101 dual-stack [::]:80 (Traefik) joined nginx's 0.0.0.0:80 and [::]:80 ipv6only (the
-    # servers started), and 300 connections, while the first listener quits at the 100th, all get an answer.
-    assert out["failures"] == []
-    assert len(out["answers"]) == 300
+    # servers started), and of 300 connections, while the first listener quits at the 100th, none is
+    # refused. The one residual (README): a connection the kernel had already queued on the closing
+    # listener is reset; it can only be the one at the hand-over, and a loaded machine shows it.
+    assert not [f for f in out["failures"] if "Refused" in f], out["failures"]
+    assert [f.split(":")[0] for f in out["failures"]] in ([], ["100"], ["101"]), out["failures"]
+    assert len(out["answers"]) == 300 - len(out["failures"])
     assert out["a_exited"]
     # The IPv4 listener (nginx's AF_INET socket) wins IPv4 while it exists; the dual-stack one (Traefik's)
     # takes over when it closes, and nothing is ever refused in between.
