@@ -64,6 +64,27 @@ def ingress_nginx_values(retired: bool = False) -> dict[str, Any]:
     return values
 
 
+# ingress-nginx chart 4.15 defaults for the ports its controller container declares
+# (templates/controller-daemonset.yaml: controller.containerPort, metrics.port when metrics.enabled,
+# admissionWebhooks.port when admissionWebhooks.enabled, plus any tcp/udp map key; none set here).
+NGINX_CONTAINER_PORTS = {"http": 80, "https": 443}
+NGINX_METRICS_PORT = 10254
+NGINX_WEBHOOK_PORT = 8443
+
+
+def ingress_nginx_declared_ports(values: dict[str, Any]) -> set[int]:
+    """The containerPorts an ingress-nginx pod declares with these values, as the chart renders them: on the
+    host network each is also a hostPort, which no other pod on the node may declare (scheduler NodePorts)."""
+    ctl = values["controller"]
+    ports = set(ctl.get("containerPort", NGINX_CONTAINER_PORTS).values())
+    if ctl.get("metrics", {}).get("enabled", False):
+        ports.add(ctl["metrics"].get("port", NGINX_METRICS_PORT))
+    if ctl.get("admissionWebhooks", {}).get("enabled", True):
+        ports.add(ctl["admissionWebhooks"].get("port", NGINX_WEBHOOK_PORT))
+    ports |= {int(p) for p in values.get("tcp", {})} | {int(p) for p in values.get("udp", {})}
+    return ports
+
+
 # No node carries this label: a DaemonSet that requires it runs nowhere.
 RETIRED_NODE_LABEL = "keybuzz.io/ingress-nginx-retired"
 

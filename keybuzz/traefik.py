@@ -28,6 +28,15 @@ TRAEFIK_RELEASE = "traefik"
 # Firewall opens 80/443 alone on the public interface).
 PING_PORT = 8080  # entrypoint `traefik`: /ping for the kubelet probes; the API/dashboard is off
 METRICS_PORT = 9100  # entrypoint `metrics`: Prometheus /metrics
+# What the pod DECLARES for web/websecure, never what Traefik binds. On the host network the API server
+# copies every declared containerPort into hostPort (kubernetes pkg/apis/core/v1/defaults.go,
+# defaultHostNetworkPorts) and the scheduler's NodePorts filter places no two pods declaring one hostPort
+# on a node: declaring 80/443, as ingress-nginx does, would keep Traefik's overlap pods Pending. Chart
+# 37.4.0 (templates/_podtemplate.tpl, commit 00374755) renders `containerPort: default .port
+# .containerPort` but the entrypoint address from `.port` alone, so these numbers are bookkeeping only:
+# nothing listens on them. Chosen unused by ingress-nginx (80/443/8443/10254), by Traefik's own trial
+# ports (8000/8444), by K3s/Calico and outside the NodePort (30000-32767) and ephemeral ranges.
+DECLARED_PORTS = {"web": 11080, "websecure": 11443}
 # ingress-nginx's uid (chart 4.15: controller.image.runAsUser 101; its runAsGroup 82 does not matter to
 # SO_REUSEPORT, which compares uids only).
 EDGE_UID = 101
@@ -55,11 +64,18 @@ def traefik_values(image_tag: str = TRAEFIK_IMAGE_TAG, ports: dict[str, int] | N
         # One node at a time, the old pod first. A surge pod could share the ports (reusePort below,
         # same uid), but on the host network the API server turns every declared containerPort into a
         # hostPort and the scheduler never places two pods with one hostPort on a node: a surge pod
-        # would stay Pending and the rollout (and the `up` waiting on it) would never finish.
+        # declares what the old one does (DECLARED_PORTS, 8080, 9100), would stay Pending and the
+        # rollout (and the `up` waiting on it) would never finish.
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+        # web/websecure declare DECLARED_PORTS, not the ports they bind (schedulable beside ingress-nginx);
+        # the Service then targets the bound port by number: by name (the chart's default, `targetPort:
+        # default $name .targetPort` in templates/_service.tpl, commit 06c7b601) it would resolve to the
+        # declared number, where nothing listens.
         "ports": {
-            "web": {"port": ports["web"], "expose": {"default": True}, "exposedPort": 80},
-            "websecure": {"port": ports["websecure"], "expose": {"default": True}, "exposedPort": 443},
+            "web": {"port": ports["web"], "containerPort": DECLARED_PORTS["web"], "targetPort": ports["web"],
+                    "expose": {"default": True}, "exposedPort": 80},
+            "websecure": {"port": ports["websecure"], "containerPort": DECLARED_PORTS["websecure"],
+                          "targetPort": ports["websecure"], "expose": {"default": True}, "exposedPort": 443},
             "traefik": {"port": PING_PORT, "expose": {"default": False}},
             "metrics": {"port": METRICS_PORT, "expose": {"default": False}},
         },
@@ -131,6 +147,13 @@ def host_ports(trial: bool = False) -> dict[str, int]:
     (on the host network every entrypoint's port is a host port)."""
     values = traefik_values(ports=TRIAL_PORTS if trial else EDGE_PORTS)
     return {name: entry["port"] for name, entry in values["ports"].items()}
+
+
+def declared_ports(values: dict[str, Any]) -> dict[str, int]:
+    """Every containerPort a Traefik pod declares, by entrypoint, as chart 37.4.0 renders it (`default .port
+    .containerPort`): on the host network these become the pod's hostPorts, which the scheduler keeps
+    unique per node."""
+    return {name: entry.get("containerPort") or entry["port"] for name, entry in values["ports"].items()}
 
 
 def node_sysctl_script() -> str:

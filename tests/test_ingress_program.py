@@ -188,6 +188,12 @@ def test_overlap_puts_traefik_on_80_and_443_beside_an_untouched_ingress_nginx():
     assert {k: v for k, v in values.items() if k != "ports"} == {k: v for k, v in trial_values.items() if k != "ports"}
     assert values["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
     assert values["podSecurityContext"]["runAsUser"] == 101
+    # Schedulable beside ingress-nginx: the ports Traefik's pod declares (hostPorts, on the host network)
+    # are none of those ingress-nginx's pod declares, though both bind 80/443.
+    nginx_declared = ingress.ingress_nginx_declared_ports(rel["ingress-nginx"].inputs["values"])
+    assert nginx_declared == {80, 443, 8443}
+    assert set(traefik.declared_ports(values).values()) == {11080, 11443, 8080, 9100}
+    assert traefik.declared_ports(values) == traefik.declared_ports(trial_values)  # same as in the trial
     assert not run.of_type(INGRESS_CLASS)
     assert {c.name: c.inputs for c in sysctl_of(run)} == {c.name: c.inputs for c in sysctl_of(trial)}  # nothing re-run
     check = ingress_check(run)

@@ -131,9 +131,83 @@ def test_edge_binds_80_and_443_and_nothing_else_is_exposed():
 
 
 def test_no_host_port_is_declared_on_top_of_the_host_network():
-    # The chart fails when hostPort != port with hostNetwork; leaving it unset declares no hostPort at all.
+    # The chart fails when hostPort != port with hostNetwork; leaving it unset adds no hostPort of its own.
     for name, port in traefik.traefik_values()["ports"].items():
-        assert "hostPort" not in port and "containerPort" not in port, name
+        assert "hostPort" not in port, name
+
+
+def node_ports_fit(new: set[int], running: set[int]) -> bool:
+    """The scheduler's NodePorts filter for hostNetwork pods, all TCP on 0.0.0.0: on the host network every
+    declared containerPort is a hostPort (defaultHostNetworkPorts), and a pod fits only if none is taken."""
+    return not new & running
+
+
+# ingress-nginx chart 4.15 defaults: http/https, the admission webhook, metrics (declared only when
+# controller.metrics.enabled, which this program leaves off; listed so turning it on cannot collide).
+INGRESS_NGINX_DECLARED = {80, 443, 8443, 10254}
+
+
+@pytest.mark.parametrize("trial", [False, True])
+def test_web_and_websecure_declare_other_ports_than_they_bind(trial):
+    values = traefik.traefik_values(ports=ingress.TRIAL_PORTS if trial else None)
+    bound = traefik.host_ports(trial=trial)
+    assert traefik.declared_ports(values) == {"web": 11080, "websecure": 11443, "traefik": 8080, "metrics": 9100}
+    # The entrypoint address is `.port` (templates/_podtemplate.tpl): Traefik still listens on 80/443.
+    assert (bound["web"], bound["websecure"]) == ((8000, 8444) if trial else (80, 443))
+    assert not set(traefik.declared_ports(values).values()) & {bound["web"], bound["websecure"]}
+
+
+def test_the_overlap_pod_declares_no_port_ingress_nginx_declares():
+    nginx = ingress.ingress_nginx_declared_ports(ingress.ingress_nginx_values())
+    assert nginx == {80, 443, 8443}  # metrics off, admission webhook on, no tcp/udp maps
+    assert nginx <= INGRESS_NGINX_DECLARED
+    overlap = set(traefik.declared_ports(traefik.traefik_values()).values())
+    assert not overlap & INGRESS_NGINX_DECLARED
+    assert node_ports_fit(overlap, nginx)
+    assert len(overlap) == 4  # no two entrypoints declare one port
+    # Outside the NodePort range (kube-proxy may hold those on the node) and the ephemeral range.
+    assert all(p < 30000 for p in overlap)
+
+
+def test_the_fit_check_sees_what_the_chart_alone_would_declare():
+    # Without containerPort the chart declares `.port`: 80/443, which ingress-nginx holds, and the pod
+    # stays Pending (the problem this fixes). A Traefik surge pod beside the old one collides too: hence
+    # maxSurge 0.
+    values = traefik.traefik_values()
+    for name in ("web", "websecure"):
+        del values["ports"][name]["containerPort"]
+    nginx = ingress.ingress_nginx_declared_ports(ingress.ingress_nginx_values())
+    assert not node_ports_fit(set(traefik.declared_ports(values).values()), nginx)
+    own = set(traefik.declared_ports(traefik.traefik_values()).values())
+    assert not node_ports_fit(own, own)
+    assert traefik.traefik_values()["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+
+
+def test_an_ingress_nginx_metrics_or_tcp_port_would_be_counted():
+    values = ingress.ingress_nginx_values()
+    values["controller"]["metrics"] = {"enabled": True}
+    values["tcp"] = {"5432": "db/postgres:5432"}
+    assert ingress.ingress_nginx_declared_ports(values) == {80, 443, 8443, 10254, 5432}
+    assert ingress.ingress_nginx_declared_ports(ingress.ingress_nginx_values(retired=True)) == {80, 443}
+
+
+def service_target_port(name: str, entry: dict[str, Any], values: dict[str, Any]) -> int:
+    """Where the chart's Service sends a port (templates/_service.tpl: `targetPort: default $name
+    .targetPort`): a name resolves to the pod's containerPort of that name, a number is used as it is."""
+    target = entry.get("targetPort") or name
+    return traefik.declared_ports(values)[target] if isinstance(target, str) else target
+
+
+@pytest.mark.parametrize("trial", [False, True])
+def test_the_cluster_ip_service_reaches_the_real_listeners(trial):
+    values = traefik.traefik_values(ports=ingress.TRIAL_PORTS if trial else None)
+    exposed = {n: e for n, e in values["ports"].items() if e["expose"]["default"]}
+    assert set(exposed) == {"web", "websecure"}
+    # hostNetwork pod: the endpoint is the node's address on this port, which must be the bound one.
+    assert {n: service_target_port(n, e, values) for n, e in exposed.items()} == {
+        n: traefik.host_ports(trial=trial)[n] for n in exposed
+    }
+    assert {n: e["exposedPort"] for n, e in exposed.items()} == {"web": 80, "websecure": 443}
 
 
 def test_trial_ports_do_not_collide_with_a_running_ingress_nginx():
