@@ -163,3 +163,15 @@ def wait_action(
         clock.sleep(poll)
         current = api.get_action(action["id"])
     return current
+
+
+def action_problem(action: Mapping[str, Any], deadline: float) -> str | None:
+    """What went wrong with an action ``wait_action`` returned: still running at the deadline, or
+    Hetzner's error code and message; None when it succeeded. Callers add which resource and step."""
+    status = action.get("status")
+    if status == "success":
+        return None
+    if status == "error":
+        error = action.get("error") or {}
+        return f"failed: {error.get('code', 'error')}: {error.get('message', '')}"
+    return f"still '{status}' after {deadline:.0f} s"

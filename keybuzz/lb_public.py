@@ -27,6 +27,7 @@ from keybuzz.hcloud_api import (
     HcloudApiError,
     MonotonicClock,
     Transport,
+    action_problem,
     token_from_env,
     wait_action,
 )
@@ -64,17 +65,11 @@ def ensure_public_interface(
         action = wait_action(api, clock, api.load_balancer_action(load_balancer_id, action_name), deadline, poll)
     except HcloudApiError as exc:
         raise PublicInterfaceFailed(f"load balancer {load_balancer_id}: Hetzner refused: {exc}") from None
-    if action.get("status") not in ("success", "error"):
-        raise PublicInterfaceFailed(
-            f"load balancer {load_balancer_id}: '{action_name}' still '{action.get('status')}' after "
-            f"{deadline:.0f} s; run `pulumi up` again (it reads the interface's state first)"
-        )
-    if action.get("status") == "error":
-        error = action.get("error") or {}
-        raise PublicInterfaceFailed(
-            f"load balancer {load_balancer_id}: '{action_name}' failed: "
-            f"{error.get('code', 'error')}: {error.get('message', '')}"
-        )
+    problem = action_problem(action, deadline)
+    if problem is not None:
+        retry = "; run `pulumi up` again (it reads the interface's state first)"
+        retry = "" if action.get("status") == "error" else retry
+        raise PublicInterfaceFailed(f"load balancer {load_balancer_id}: '{action_name}' {problem}{retry}")
     return action_name
 
 

@@ -34,6 +34,7 @@ from keybuzz.hcloud_api import (  # Clock, MonotonicClock: re-exported for lb_pu
     HcloudApiError,
     MonotonicClock,
     Transport,
+    action_problem,
     token_from_env,
     wait_action,
 )
@@ -214,17 +215,10 @@ def _wait_action(
 ) -> None:
     """Wait for the action (bounded by ``deadline``); a timeout or an error fails the step."""
     current = wait_action(api, clock, action, deadline, poll)
-    if current.get("status") not in ("success", "error"):
-        raise ResizeFailed(
-            f"{node}: Hetzner action '{step}' (id {action.get('id')}) still '{current.get('status')}' after "
-            f"{deadline:.0f} s.{left_off}"
-        )
-    if current.get("status") == "error":
-        error = current.get("error") or {}
-        raise ResizeFailed(
-            f"{node}: Hetzner action '{step}' failed: {error.get('code', 'error')}: {error.get('message', '')}."
-            f"{left_off}"
-        )
+    problem = action_problem(current, deadline)
+    if problem is not None:
+        which = f"'{step}'" if current.get("status") == "error" else f"'{step}' (id {action.get('id')})"
+        raise ResizeFailed(f"{node}: Hetzner action {which} {problem}.{left_off}")
 
 
 # --- the dynamic resource ------------------------------------------------------------------------

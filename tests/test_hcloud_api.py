@@ -44,3 +44,12 @@ def test_wait_action_does_not_read_an_action_already_finished():
         "status": "success",
     }
     assert reads == []
+
+
+def test_action_problem_words_a_timeout_and_an_error_and_nothing_for_success():
+    from keybuzz.hcloud_api import action_problem
+
+    assert action_problem({"status": "success"}, 30) is None
+    assert action_problem({"status": "running"}, 30) == "still 'running' after 30 s"
+    failed = {"status": "error", "error": {"code": "server_disk_too_large", "message": "disk too large"}}
+    assert action_problem(failed, 30) == "failed: server_disk_too_large: disk too large"
