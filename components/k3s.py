@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.servers import ServerHandle
-from keybuzz import k3s, node_ops
+from keybuzz import etcd_backup, k3s, node_ops
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import CriticalConfigGuard
 from keybuzz.resize import ServerTypeChange
@@ -150,8 +150,12 @@ class K3sCluster(pulumi.ComponentResource):
         # The server id is in the fingerprint and the install script: a replaced server (new machine,
         # same name) is installed, waited for and labelled again even if its address were reused.
         server_id = handle.server.id
-        fingerprint = pulumi.Output.all(rendered, server_id).apply(
-            lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
+        # A 64-bit digest, not the config: it stays readable in previews even when the config holds
+        # etcdBackup's S3 keys (no key can be recovered from it).
+        fingerprint = pulumi.Output.unsecret(
+            pulumi.Output.all(rendered, server_id).apply(
+                lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
+            )
         )
 
         previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
@@ -184,6 +188,22 @@ class K3sCluster(pulumi.ComponentResource):
         # A replaced server: the retire step's replacement drains and deletes the old Node; this
         # drain must not run against that Node at the same time (it would fail on "not found").
         after.append(self._retires[node.name])
+        if node.role == "server":
+            # An etcd snapshot before a server is drained and changed (keybuzz/etcd_backup.py).
+            after.append(
+                command.remote.Command(
+                    f"{name}-snapshot-{node.name}",
+                    connection=ops,
+                    create=fingerprint.apply(lambda fp: etcd_backup.new_server_snapshot_script(node.name, fp)),
+                    update=fingerprint.apply(
+                        lambda fp: etcd_backup.pre_upgrade_snapshot_script(
+                            node.name, fp, on_node=entry.ops_host == node.name
+                        )
+                    ),
+                    logging=command.remote.Logging.STDOUT_AND_STDERR,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+                )
+            )
         drain = command.remote.Command(
             f"{name}-drain-{node.name}",
             connection=ops,
@@ -274,10 +294,21 @@ class K3sCluster(pulumi.ComponentResource):
         cfg, node = self._cfg, entry.node
         public_ip = self._handles[node.name].public_ip
         if node.role == "server":
-            return pulumi.Output.all(public_ip, extra_san).apply(
-                lambda args: k3s.to_yaml(k3s.render_server_config(cfg, node, args[0], args[1] or None))
+            # With etcdBackup's S3 keys in it, the whole config (and every script carrying it) is a secret.
+            keys = etcd_backup_keys(self._secrets)
+            return pulumi.Output.all(public_ip, extra_san, keys).apply(
+                lambda args: k3s.to_yaml(k3s.render_server_config(cfg, node, args[0], args[1] or None, args[2]))
             )
         return public_ip.apply(lambda ip: k3s.to_yaml(k3s.render_agent_config(cfg, node, ip)))
+
+
+def etcd_backup_keys(secrets: Secrets) -> pulumi.Output[tuple[str, str] | None]:
+    """The S3 keys of etcdBackup as one secret Output (None when no bucket is configured)."""
+    if secrets.etcd_s3_access_key is None or secrets.etcd_s3_secret_key is None:
+        return pulumi.Output.from_input(None)
+    return pulumi.Output.secret(
+        pulumi.Output.all(secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key).apply(lambda k: (k[0], k[1]))
+    )
 
 
 def _connection(handle: ServerHandle, secrets: Secrets) -> command.remote.ConnectionArgs:

@@ -165,6 +165,9 @@ class ClusterConfig:
     deletion_protection: bool = False
     agent_upgrade_batch_size: int = 1
     ingress: IngressConfig = IngressConfig("ingress-nginx", "37.4.0", "v3.6.17")
+    # Volumes and etcd snapshots (keybuzz/storage.py, keybuzz/etcd_backup.py); None: not configured.
+    storage: Any = None  # keybuzz.storage.StorageConfig
+    etcd_backup: Any = None  # keybuzz.etcd_backup.EtcdBackup
 
     @property
     def network_zone(self) -> str:
@@ -288,6 +291,8 @@ SHAPES: dict[str, str] = {
     "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost}",
     "verify.externalUrls": 'a list of http(s) URLs, e.g. ["https://example.com/health"]',
     "apiLoadBalancer": "an object {mode, type, public}",
+    "storage": "an object {csi, csiVersion, reclaimPolicy, localPath}",
+    "etcdBackup": "an object {bucket, endpoint, region, folder, schedule, retention}",
 }
 
 
@@ -558,7 +563,23 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         deletion_protection=_bool(raw.get("deletionProtection", False), "deletionProtection"),
         agent_upgrade_batch_size=_batch_size(raw.get("agentUpgradeBatchSize", 1)),
         ingress=_ingress(raw.get("ingress"), defaults.get("ingress") or {}),
+        **_storage_and_backup(raw, defaults, stack, location, cluster_name),
     )
+
+
+def _storage_and_backup(
+    raw: Mapping[str, Any], defaults: Mapping[str, Any], stack: str, location: str, cluster_name: str
+) -> dict[str, Any]:
+    """``storage`` and ``etcdBackup``: each parsed beside its decider (keybuzz/storage.py, etcd_backup.py)."""
+    from keybuzz.etcd_backup import parse_etcd_backup
+    from keybuzz.storage import parse_storage
+
+    return {
+        "storage": parse_storage(raw.get("storage"), defaults.get("storage") or {}, stack),
+        "etcd_backup": parse_etcd_backup(
+            raw.get("etcdBackup"), defaults.get("etcdBackup") or {}, location, cluster_name
+        ),
+    }
 
 
 INGRESS_FIELDS = {"controller", "version", "imageTag", "migration"}
@@ -657,21 +678,48 @@ def load() -> tuple[ClusterConfig, Secrets]:
             # A plain string where a list or object belongs: say which shape is wanted.
             raise ConfigError(key, text, _shape(key) if key in SHAPES else "a list or an object") from None
     parsed = parse_config(raw, pulumi.get_stack(), project_defaults())
-    return parsed, read_secrets(cfg)
+    return parsed, read_secrets(cfg, parsed)
 
 
-def read_secrets(cfg: Any) -> Secrets:
+def read_secrets(cfg: Any, parsed: ClusterConfig | None = None) -> Secrets:
     """Secret config as Outputs; a private key typed in plain text is refused, not used."""
+    import os
+
+    import pulumi
     from pulumi.runtime.config import is_config_secret
 
+    s3 = {name: _secret_key(cfg, name) for name in ("etcdBackupAccessKey", "etcdBackupSecretKey")}
+    if parsed is not None and parsed.etcd_backup is not None:
+        from keybuzz.etcd_backup import check_credentials
+
+        check_credentials(parsed.etcd_backup, s3["etcdBackupAccessKey"] is not None, s3["etcdBackupSecretKey"] is not None)
+    # The Hetzner token the hcloud provider reads (HCLOUD_TOKEN), for the CSI driver's Secret: a Pulumi
+    # secret from the moment it enters the program.
+    token = os.environ.get("HCLOUD_TOKEN") or None
+    extra = {
+        "hcloud_token": pulumi.Output.secret(token) if token else None,
+        "etcd_s3_access_key": s3["etcdBackupAccessKey"],
+        "etcd_s3_secret_key": s3["etcdBackupSecretKey"],
+    }
     key = f"{cfg.name}:sshPrivateKey"
     if not cfg.get("sshPrivateKey"):
-        return Secrets(ssh_private_key=None)
+        return Secrets(ssh_private_key=None, **extra)
     if not is_config_secret(key):
         raise ConfigError(
             "sshPrivateKey", "[plain text, not shown]", "a secret: pulumi config set --secret sshPrivateKey < KEYFILE"
         )
-    return Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"))
+    return Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"), **extra)
+
+
+def _secret_key(cfg: Any, name: str) -> Any:
+    """A secret-only key as an Output, None when unset; a value set without --secret is refused, not shown."""
+    from pulumi.runtime.config import is_config_secret
+
+    if not cfg.get(name):
+        return None
+    if not is_config_secret(f"{cfg.name}:{name}"):
+        raise ConfigError(name, "[plain text, not shown]", f"a secret: bin/deploy <stack> config set --secret {name}")
+    return cfg.get_secret(name)
 
 
 @dataclass(frozen=True)
@@ -679,10 +727,14 @@ class Secrets:
     """Secret config, kept as Pulumi Outputs so it never becomes plain text in the program."""
 
     ssh_private_key: Any  # pulumi.Output[str] | None: None means "use the SSH agent"
+    hcloud_token: Any = None  # pulumi.Output[str] | None: HCLOUD_TOKEN, for the CSI driver
+    etcd_s3_access_key: Any = None  # pulumi.Output[str] | None: etcdBackupAccessKey
+    etcd_s3_secret_key: Any = None  # pulumi.Output[str] | None: etcdBackupSecretKey
 
 
 STRUCTURED_KEYS = (
-    "controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer", "ingress"
+    "controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer", "ingress",
+    "storage", "etcdBackup",
 )
 CONFIG_KEYS = (
     "clusterName",
@@ -707,6 +759,10 @@ CONFIG_KEYS = (
     "deletionProtection",
     "agentUpgradeBatchSize",
     "ingress",
+    "storage",
+    "etcdBackup",
+    "etcdBackupAccessKey",
+    "etcdBackupSecretKey",
 )
 
 
