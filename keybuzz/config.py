@@ -692,7 +692,8 @@ def read_secrets(cfg: Any, parsed: ClusterConfig | None = None) -> Secrets:
     if parsed is not None and parsed.etcd_backup is not None:
         from keybuzz.etcd_backup import check_credentials
 
-        check_credentials(parsed.etcd_backup, s3["etcdBackupAccessKey"] is not None, s3["etcdBackupSecretKey"] is not None)
+        access, secret = (s3[k] is not None for k in ("etcdBackupAccessKey", "etcdBackupSecretKey"))
+        check_credentials(parsed.etcd_backup, access, secret)
     # The Hetzner token the hcloud provider reads (HCLOUD_TOKEN), for the CSI driver's Secret: a Pulumi
     # secret from the moment it enters the program.
     token = os.environ.get("HCLOUD_TOKEN") or None

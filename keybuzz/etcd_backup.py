@@ -98,7 +98,9 @@ def parse_etcd_backup(
     fields = schedule.split() if isinstance(schedule, str) else []
     if len(fields) != 5 or not all(_CRON_FIELD_RE.match(f) for f in fields):
         raise ConfigError(
-            "etcdBackup.schedule", schedule, "a cron spec of 5 fields (minute hour day month weekday), e.g. '0 */6 * * *'"
+            "etcdBackup.schedule",
+            schedule,
+            "a cron spec of 5 fields (minute hour day month weekday), e.g. '0 */6 * * *'",
         )
     retention = _int(raw.get("retention", DEFAULT_RETENTION), "etcdBackup.retention", minimum=1)
     if retention > 1000:
@@ -111,7 +113,9 @@ def check_credentials(backup: EtcdBackup, access_key_set: bool, secret_key_set: 
     for key, is_set in (("etcdBackupAccessKey", access_key_set), ("etcdBackupSecretKey", secret_key_set)):
         if backup.s3 and not is_set:
             raise ConfigError(
-                key, "", f"set with --secret while etcdBackup.bucket is set: bin/deploy <stack> config set --secret {key}"
+                key,
+                "",
+                f"set with --secret while etcdBackup.bucket is set: bin/deploy <stack> config set --secret {key}",
             )
         if not backup.s3 and is_set:
             raise ConfigError("etcdBackup.bucket", "", f"a bucket name: {key} is set, so snapshots were meant for S3")
@@ -172,14 +176,16 @@ def pre_upgrade_snapshot_script(node_name: str, fingerprint: str, *, on_node: bo
         *script_preamble(node_name, "k3s"),
         f"# keybuzz rollout fingerprint: {fingerprint}",
         *not_installed,
-        f'current=$(timeout 60 k3s kubectl get node "$NODE" -o jsonpath={shlex.quote(jsonpath)} 2>/dev/null) || current=""',
+        f'current=$(timeout 60 k3s kubectl get node "$NODE" -o jsonpath={shlex.quote(jsonpath)} 2>/dev/null) '
+        '|| current=""',
         f'if [ "$current" = {shlex.quote(fingerprint)} ]; then',
         '  echo "keybuzz: node $NODE already runs this rollout: no snapshot needed"',
         "  exit 0",
         "fi",
         # k3s etcd-snapshot save: pkg/cli/etcdsnapshot/etcd_snapshot.go (name prefix + node + unix time).
         f"timeout {SNAPSHOT_TIMEOUT_SECONDS} k3s etcd-snapshot save --name {PRE_UPGRADE_NAME} "
-        f'|| fail "etcd snapshot before changing $NODE did not succeed within {SNAPSHOT_TIMEOUT_SECONDS} s; nothing was changed"',
+        f'|| fail "etcd snapshot before changing $NODE did not succeed within {SNAPSHOT_TIMEOUT_SECONDS} s; '
+        'nothing was changed"',
         f"timeout {SNAPSHOT_TIMEOUT_SECONDS} k3s etcd-snapshot prune --name {PRE_UPGRADE_NAME} "
         f"--snapshot-retention {PRE_UPGRADE_KEEP} >/dev/null 2>&1 "
         '|| echo "keybuzz: node $NODE: pruning old pre-upgrade snapshots failed (kept them)" >&2',
@@ -238,6 +244,6 @@ def list_snapshots_script(node_name: str) -> str:
     """Print this server's view of the snapshots (local files, and the bucket's when S3 is configured)."""
     lines = [
         *script_preamble(node_name, "k3s"),
-        f'timeout 120 k3s etcd-snapshot ls || fail "k3s etcd-snapshot ls failed on $NODE"',
+        'timeout 120 k3s etcd-snapshot ls || fail "k3s etcd-snapshot ls failed on $NODE"',
     ]
     return "\n".join(lines) + "\n"

@@ -72,7 +72,9 @@ def parse_storage(value: object, defaults: Mapping[str, Any], stack: str) -> Sto
         )
     local_path = _bool(raw.get("localPath", False), "storage.localPath")
     if not csi and not local_path:
-        raise ConfigError("storage.csi", False, "true while storage.localPath is false: the cluster would have no storage")
+        raise ConfigError(
+            "storage.csi", False, "true while storage.localPath is false: the cluster would have no storage"
+        )
     return StorageConfig(csi=csi, csi_version=version, reclaim_policy=policy, local_path=local_path)
 
 
