@@ -188,29 +188,11 @@ class K3sCluster(pulumi.ComponentResource):
         # A replaced server: the retire step's replacement drains and deletes the old Node; this
         # drain must not run against that Node at the same time (it would fail on "not found").
         after.append(self._retires[node.name])
-        if node.role == "server":
-            # An etcd snapshot before a server is drained and changed (keybuzz/etcd_backup.py).
-            after.append(
-                command.remote.Command(
-                    f"{name}-snapshot-{node.name}",
-                    connection=ops,
-                    create=fingerprint.apply(lambda fp: etcd_backup.new_server_snapshot_script(node.name, fp)),
-                    update=fingerprint.apply(
-                        lambda fp: etcd_backup.pre_upgrade_snapshot_script(
-                            node.name, fp, on_node=entry.ops_host == node.name
-                        )
-                    ),
-                    logging=command.remote.Logging.STDOUT_AND_STDERR,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
-                )
-            )
         drain = command.remote.Command(
             f"{name}-drain-{node.name}",
             connection=ops,
             create=fingerprint.apply(lambda fp: node_ops.new_node_script(node.name, fp)),
-            update=fingerprint.apply(
-                lambda fp: node_ops.drain_script(node.name, fp, on_node=entry.ops_host == node.name)
-            ),
+            update=fingerprint.apply(lambda fp: self._drain_update(entry, fp)),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
@@ -259,6 +241,14 @@ class K3sCluster(pulumi.ComponentResource):
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
         )
+
+    def _drain_update(self, entry: NodeRollout, fingerprint: str) -> str:
+        """The drain; for a server, an etcd snapshot first (keybuzz/etcd_backup.py)."""
+        on_node = entry.ops_host == entry.node.name
+        drain = node_ops.drain_script(entry.node.name, fingerprint, on_node=on_node)
+        if entry.node.role != "server":
+            return drain
+        return etcd_backup.with_pre_upgrade_snapshot(drain, entry.node.name, fingerprint, on_node=on_node)
 
     def _declare_node_metadata(self, entry: NodeRollout) -> None:
         """Labels by server-side apply under our field manager; taints by a command (atomic list)."""

@@ -154,7 +154,7 @@ def redact_server_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pre_upgrade_snapshot_script(node_name: str, fingerprint: str, *, on_node: bool = False) -> str:
-    """``update`` of a server's snapshot step: one etcd snapshot before the server is drained and changed.
+    """One etcd snapshot before a server is drained and changed (run first in its drain's ``update``).
 
     Runs on a server (``k3s etcd-snapshot save`` asks the local K3s, which reads config.yaml: with a
     bucket, the snapshot is uploaded too). Skipped when the node was already rolled out to this
@@ -194,18 +194,14 @@ def pre_upgrade_snapshot_script(node_name: str, fingerprint: str, *, on_node: bo
     return "\n".join(lines) + "\n"
 
 
-def new_server_snapshot_script(node_name: str, fingerprint: str) -> str:
-    """``create`` of a server's snapshot step: a new server changes nothing that exists."""
-    return (
-        "\n".join(
-            [
-                *script_preamble(node_name, "k3s"),
-                f"# keybuzz rollout fingerprint: {fingerprint}",
-                'echo "keybuzz: node $NODE is new: no snapshot before its install"',
-            ]
-        )
-        + "\n"
-    )
+def with_pre_upgrade_snapshot(drain_script: str, node_name: str, fingerprint: str, *, on_node: bool = False) -> str:
+    """A server's drain script with the pre-upgrade snapshot in front, in a subshell of its own.
+
+    The snapshot part exits early exactly when the drain has nothing to do (rolled out already, no K3s
+    on a new machine); its failure stops the script before anything is cordoned.
+    """
+    snapshot = pre_upgrade_snapshot_script(node_name, fingerprint, on_node=on_node)
+    return f"# keybuzz: etcd snapshot first (keybuzz/etcd_backup.py)\n(\n{snapshot}) || exit 1\n{drain_script}"
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,10 @@ def test_pre_upgrade_snapshot_is_taken_pruned_and_skipped_when_already_rolled_ou
     on_node = etcd_backup.pre_upgrade_snapshot_script("kb-cp-1", "abc123", on_node=True)
     assert on_node.index("command -v k3s") < on_node.index("etcd-snapshot save")
     assert_valid_bash(on_node)
-    assert_valid_bash(etcd_backup.new_server_snapshot_script("kb-cp-2", "abc123"))
+    combined = etcd_backup.with_pre_upgrade_snapshot("set -eu\necho drain\n", "kb-cp-2", "abc123")
+    assert combined.index("etcd-snapshot save") < combined.index("echo drain")
+    assert ") || exit 1\n" in combined  # a failed snapshot stops before the drain
+    assert_valid_bash(combined)
     assert_valid_bash(etcd_backup.list_snapshots_script("kb-cp-2"))
 
 

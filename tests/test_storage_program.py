@@ -135,14 +135,14 @@ def _without_secrets(value):
 
 def test_a_snapshot_is_taken_before_each_servers_drain_and_none_for_agents(new):
     for node in ("cp-1", "cp-2", "cp-3"):
-        snapshot = new.named(f"{NEW}-k3s-snapshot-{NEW}-{node}")
-        assert "k3s etcd-snapshot save --name pre-upgrade" in snapshot.inputs["update"]
-        assert snapshot.inputs["logging"] == "stdoutAndStderr"
-        assert snapshot.name in new.named(f"{NEW}-k3s-drain-{NEW}-{node}").depends_on
-    assert not [r for r in new.resources if r.name.startswith(f"{NEW}-k3s-snapshot-{NEW}-workers")]
-    # The first server snapshots itself (it is its own ops host); the others are snapshotted from it.
-    assert "command -v k3s" in new.named(f"{NEW}-k3s-snapshot-{NEW}-cp-1").inputs["update"]
-    assert "command -v k3s" not in new.named(f"{NEW}-k3s-snapshot-{NEW}-cp-2").inputs["update"]
+        drain = new.named(f"{NEW}-k3s-drain-{NEW}-{node}")
+        update = drain.inputs["update"]
+        assert update.index("k3s etcd-snapshot save --name pre-upgrade") < update.index("k3s kubectl drain")
+        assert drain.inputs["logging"] == "stdoutAndStderr"
+    assert "etcd-snapshot" not in new.named(f"{NEW}-k3s-drain-{NEW}-workers-1").inputs["update"]
+    # The first server snapshots itself (it is its own ops host); a new machine there has no K3s yet.
+    cp1 = new.named(f"{NEW}-k3s-drain-{NEW}-cp-1").inputs["update"]
+    assert cp1.index("command -v k3s") < cp1.index("etcd-snapshot save")
 
 
 def test_s3_keys_set_in_plain_text_are_refused_without_showing_them():

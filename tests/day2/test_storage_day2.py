@@ -68,22 +68,24 @@ def test_the_same_config_twice_changes_nothing(base):
 
 def test_turning_local_path_off_restarts_each_server_in_turn_with_a_snapshot_first(base):
     after = existing(storage={"localPath": False})
-    server_steps = per_node(("snapshot", "drain", "install", "ready"), SERVERS)
+    server_steps = per_node(("drain", "install", "ready"), SERVERS)
     assert changed(base, after) == server_steps | {f"{C}-storage-class"}
     for node in SERVERS:
         script = after.named(f"{K}-install-{C}-{node}").inputs["create"]
         assert yaml.safe_load(k3s.config_in_install_script(script))["disable"] == [
             "traefik", "servicelb", "local-storage"]
-    # One server at a time: cp-2's snapshot waits for cp-1 to be ready again, and so on.
-    assert f"{K}-ready-{C}-cp-1" in after.named(f"{K}-snapshot-{C}-cp-2").depends_on
-    assert f"{K}-ready-{C}-cp-2" in after.named(f"{K}-snapshot-{C}-cp-3").depends_on
+    # One server at a time, each snapshotted first: cp-2's drain waits for cp-1 to be ready again.
+    assert f"{K}-ready-{C}-cp-1" in after.named(f"{K}-drain-{C}-cp-2").depends_on
+    assert f"{K}-ready-{C}-cp-2" in after.named(f"{K}-drain-{C}-cp-3").depends_on
+    for node in SERVERS:
+        assert "etcd-snapshot save --name pre-upgrade" in after.named(f"{K}-drain-{C}-{node}").inputs["update"]
     sc = after.named(f"{C}-storage-class")
     assert sc.inputs["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
 
 
 def test_adding_etcd_backup_rewrites_every_server_config_and_no_agent(base):
     after = existing(extra=SECRET_KEYS, etcdBackup={"bucket": "keybuzz-etcd"})
-    assert changed(base, after) == per_node(("snapshot", "drain", "install", "ready"), SERVERS)
+    assert changed(base, after) == per_node(("drain", "install", "ready"), SERVERS)
     for node in SERVERS:
         config = yaml.safe_load(k3s.config_in_install_script(
             secret_value(after.named(f"{K}-install-{C}-{node}").inputs["create"])))
