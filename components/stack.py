@@ -93,6 +93,7 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
             after=[calico.ready, calico.pool, *ingress.ready],
             ingress_controller=ingress.controller,
             ingress_port=ingress.probe_port,
+            edge_ips=[h.public_ip for h in servers.servers],
         )
     # Set only when every check passed in this run, on a clean checkout: the promotion gate's input.
     checks_passed = verification.all_passed if verification else pulumi.Output.from_input(False)

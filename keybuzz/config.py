@@ -109,6 +109,9 @@ class VerifyConfig:
     client_image: str
     echo_image: str
     ingress_host: str
+    # Per external URL: () = resolved by DNS; ("edge",) = this stack's node public IPs; or given IPv4s.
+    # Like `curl --resolve`: check the new edge before DNS points at it (README, "Moving from the runbook").
+    external_resolve: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,7 @@ SHAPES: dict[str, str] = {
     "nodePools": "a list of pools {name, count, serverType, labels, taints, upgradeDisk}",
     "controlPlane": "an object {count, serverType, upgradeDisk}",
     "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost}",
-    "verify.externalUrls": 'a list of http(s) URLs, e.g. ["https://example.com/health"]',
+    "verify.externalUrls": 'a list of http(s) URLs or {url, resolve}, e.g. ["https://example.com/health"]',
     "apiLoadBalancer": "an object {mode, type, public}",
     "storage": "an object {csi, csiVersion, reclaimPolicy, localPath}",
     "etcdBackup": "an object {bucket, endpoint, region, folder, schedule, retention}",
@@ -421,6 +424,10 @@ VERIFY_FIELDS = {"enabled", "timeoutSeconds", "externalUrls", "clientImage", "ec
 def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
     # Defaults merge per field so a stack can set only `verify.externalUrls`.
     raw = {**defaults, **_object(value, "verify", VERIFY_FIELDS)}
+    external = [
+        _external_url(u, f"verify.externalUrls[{i}]")
+        for i, u in enumerate(_list(raw.get("externalUrls"), "verify.externalUrls"))
+    ]
     timeout = _int(raw.get("timeoutSeconds"), "verify.timeoutSeconds", minimum=5)
     if timeout > 170:
         # Python dynamic providers are known to hang past ~180 s (pulumi/pulumi#13841).
@@ -428,14 +435,38 @@ def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
     return VerifyConfig(
         enabled=_bool(raw.get("enabled"), "verify.enabled"),
         timeout_seconds=timeout,
-        external_urls=tuple(
-            _url(u, f"verify.externalUrls[{i}]")
-            for i, u in enumerate(_list(raw.get("externalUrls"), "verify.externalUrls"))
-        ),
+        external_urls=tuple(url for url, _ in external),
+        external_resolve=tuple(resolve for _, resolve in external),
         client_image=_pinned_image(raw.get("clientImage"), "verify.clientImage"),
         echo_image=_pinned_image(raw.get("echoImage"), "verify.echoImage"),
         ingress_host=_string(raw.get("ingressHost"), "verify.ingressHost", "a DNS host name"),
     )
+
+
+EDGE = "edge"
+
+
+def _external_url(value: object, key: str) -> tuple[str, tuple[str, ...]]:
+    """A URL, or ``{url, resolve}``: resolve ``edge`` (this stack's nodes) or a list of IPv4s (curl --resolve)."""
+    if not isinstance(value, dict):
+        return _url(value, key), ()
+    item = _object(value, key, {"url", "resolve"})
+    url = _url(item.get("url"), f"{key}.url")
+    resolve = item.get("resolve", "")
+    if resolve in ("", None):
+        return url, ()
+    if resolve == EDGE:
+        return url, (EDGE,)
+    allowed = "'edge' (this stack's node public IPs), a list of IPv4 addresses, or '' (DNS)"
+    ips = _list(resolve, f"{key}.resolve") if isinstance(resolve, list) else None
+    if not ips:
+        raise ConfigError(f"{key}.resolve", resolve, allowed)
+    for j, ip in enumerate(ips):
+        try:
+            ipaddress.IPv4Address(str(ip))
+        except ValueError:
+            raise ConfigError(f"{key}.resolve[{j}]", ip, "an IPv4 address such as 203.0.113.10") from None
+    return url, tuple(str(ip) for ip in ips)
 
 
 def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any] | None = None) -> ClusterConfig:
