@@ -223,16 +223,23 @@ class Snapshot:
 
 
 def parse_snapshot_list(text: str) -> list[Snapshot]:
-    """Rows of ``k3s etcd-snapshot ls`` (a table ``Name Location Size Created``; the header and any
-    log lines are skipped). Format: pkg/cli/etcdsnapshot/etcd_snapshot.go's tabwriter, as printed in
-    docs.k3s.io/cli/etcd-snapshot (S3 and file rows of the same snapshot are both listed).
+    """Rows of ``k3s etcd-snapshot ls``; headers, log lines and anything else are skipped.
+
+    K3s prints a tabwriter table (pkg/cli/etcdsnapshot/etcd_snapshot.go). Recent releases, as printed
+    in docs.k3s.io/cli/etcd-snapshot, write ``Name Location Size Created`` with a file:// row per local
+    copy and an s3:// row per bucket copy; older ones (read in that file's history) wrote only
+    ``Name Size Created`` rows of the bucket while S3 was on. Both are read; the first from the docs'
+    own output, not captured from a running v1.34.1 here.
     """
     snapshots = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 4 or parts[0] == "Name" or "://" not in parts[1] or not parts[2].isdigit():
+        if not parts or parts[0] == "Name":
             continue
-        snapshots.append(Snapshot(parts[0], parts[1], int(parts[2]), parts[3]))
+        if len(parts) == 4 and "://" in parts[1] and parts[2].isdigit():
+            snapshots.append(Snapshot(parts[0], parts[1], int(parts[2]), parts[3]))
+        elif len(parts) == 3 and parts[1].isdigit() and re.match(r"^\d{4}-\d\d-\d\dT", parts[2]):
+            snapshots.append(Snapshot(parts[0], f"s3://(bucket)/{parts[0]}", int(parts[1]), parts[2]))
     return snapshots
 
 

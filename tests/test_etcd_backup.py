@@ -127,3 +127,12 @@ def test_snapshot_list_is_parsed_from_k3s_etcd_snapshot_ls():
          "/var/lib/rancher/k3s/server/db/snapshots/on-demand-server-0-1753178523", 5062688),
     ]
     assert etcd_backup.parse_snapshot_list("Name Location Size Created\n") == []
+
+
+def test_the_older_s3_only_listing_without_a_location_column_is_read_as_bucket_rows():
+    # Older K3s printed `Name\tSize\tCreated` rows of the bucket only while etcd-s3 was on.
+    text = "Name    Size    Created\netcd-snapshot-kb-cp-1-1753178523 5062688 2025-07-22T10:02:03Z\n"
+    (snap,) = etcd_backup.parse_snapshot_list(text)
+    assert (snap.name, snap.in_s3, snap.size) == ("etcd-snapshot-kb-cp-1-1753178523", True, 5062688)
+    # A log line or the preflight's token digest is no snapshot.
+    assert etcd_backup.parse_snapshot_list("token-sha256 abc\nINFO[0000] Managed etcd cluster\n") == []
