@@ -4,7 +4,9 @@ Why the credentials go into every server's ``config.yaml`` and not into an ``etc
 K3s reads a config Secret through the API server, which does not run during a restore ("The S3 config
 Secret cannot be used when restoring a snapshot", docs.k3s.io/cli/etcd-snapshot). With the keys in
 ``config.yaml``, the reset (keybuzz/restore.py) reads the same file and downloads the snapshot from
-the bucket with no extra flag, and ``k3s etcd-snapshot save|ls`` on a server see the bucket too.
+the bucket with no extra flag, and ``k3s etcd-snapshot save|ls`` on a server see the bucket too (K3s
+applies config.yaml to the ``etcd-snapshot`` subcommands: pkg/configfilearg/defaultparser.go,
+``After: server, agent, etcd-snapshot:1``, ``ValidFlags`` = ``cmds.EtcdSnapshotFlags``).
 The file is written by the install command, whose script becomes a Pulumi secret when the keys are
 in it (components/k3s.py); the file is 0600 and never printed.
 
