@@ -28,7 +28,8 @@ import yaml
 
 from keybuzz import exit_codes, k3s
 from keybuzz.config import ConfigError, load_stack_yaml
-from keybuzz.offline import CHECK_TYPE_PREFIX, OPERATOR_VALUES, REPO, ProgramRun, run_program
+from keybuzz.etcd_backup import redact_server_config
+from keybuzz.offline import CHECK_TYPE_PREFIX, OPERATOR_VALUES, REPO, ProgramRun, run_program, unwrap_secret
 from keybuzz.promotion import read_commit
 
 # The contract a CI gate reads (shared with bin/check-app).
@@ -93,9 +94,12 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
         install = _find(run, f"-k3s-install-{s.name}")
         if install is None:
             continue
-        script = install.inputs.get("create", "")
-        config = yaml.safe_load(k3s.config_in_install_script(script))
+        # With etcdBackup's S3 keys in it the script is a secret: read it, print the keys redacted.
+        script = unwrap_secret(install.inputs.get("create", ""))
+        config = redact_server_config(yaml.safe_load(k3s.config_in_install_script(script)))
         bootstrap = k3s.bootstrap_config_in_install_script(script)
+        if bootstrap:
+            bootstrap = yaml.safe_dump(redact_server_config(yaml.safe_load(bootstrap)), sort_keys=True)
         role = "first server" if bootstrap else _role_label(config)
         if role in shown:
             continue

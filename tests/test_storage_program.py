@@ -156,3 +156,15 @@ def test_a_bucket_without_keys_is_refused_naming_the_key():
     with pytest.raises(Exception) as err:
         run(etcdBackup=BUCKET)
     assert "etcdBackupAccessKey" in str(err.value) and "--secret" in str(err.value)
+
+
+def test_the_offline_plan_prints_the_server_config_with_the_s3_keys_redacted(backed_up):
+    import io
+
+    from keybuzz.offline_plan import render_plan
+
+    out = io.StringIO()
+    render_plan(backed_up, out)
+    text = out.getvalue()
+    assert "etcd-s3-bucket: keybuzz-etcd" in text
+    assert "etcd-s3-secret-key: '[secret]'" in text and SECRET_PLACEHOLDER not in text
