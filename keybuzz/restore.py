@@ -123,15 +123,27 @@ def _script(node: str, body: list[str]) -> str:
     return "\n".join([*script_preamble(node, "k3s"), *body]) + "\n"
 
 
+SNAPSHOT_DIR = f"{SERVER_DB}/snapshots"
+
+
 def preflight_script(node: str) -> str:
-    """The snapshots this server sees, and a digest of its token file (printed, never the token)."""
+    """The snapshots this server sees, and a digest of its token file (printed, never the token).
+
+    ``k3s etcd-snapshot ls`` may fail on a broken cluster (the reason for a restore); the local
+    snapshot files are then still listed, in the same four columns, so a local snapshot can be found.
+    """
     return _script(
         node,
         [
             f"[ -s {TOKEN_PATH} ] || fail 'no cluster token at {TOKEN_PATH}: this is not a server of this stack'",
             f'echo "token-sha256 $(sha256sum {TOKEN_PATH} | cut -d" " -f1)"',
             f"timeout {LIST_TIMEOUT_SECONDS - 30} k3s etcd-snapshot ls "
-            '|| fail "k3s etcd-snapshot ls failed (K3s must be running to list snapshots)"',
+            '|| echo "keybuzz: node $NODE: k3s etcd-snapshot ls failed; only local files are listed" >&2',
+            f"for f in {SNAPSHOT_DIR}/*; do",
+            '  [ -f "$f" ] || continue',
+            '  created=$(date -u -d "@$(stat -c %Y "$f")" +%Y-%m-%dT%H:%M:%SZ)',
+            '  echo "$(basename "$f") file://$f $(stat -c %s "$f") $created"',
+            "done",
         ],
     )
 

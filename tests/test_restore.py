@@ -230,3 +230,16 @@ def test_servers_come_from_the_nodes_output_first_server_first():
 def test_usage_without_a_snapshot_name_or_without_yes_is_refused(capsys):
     assert restore.main(["restore", "dev"]) == 2
     assert "restore <snapshot name> --yes" in capsys.readouterr().err
+
+
+def test_the_preflight_lists_local_files_too_when_k3s_cannot_list_them():
+    script = restore.preflight_script("kb-cp-1")
+    ls = script.index("k3s etcd-snapshot ls")
+    assert "|| echo" in script[ls : script.index("\n", ls)]  # a failed ls does not stop the listing
+    assert script.index("for f in /var/lib/rancher/k3s/server/db/snapshots/*; do") > ls
+    assert_valid_bash(script)
+    # What the loop prints parses as a local snapshot.
+    line = ("pre-upgrade-kb-cp-1-1753178600 file:///var/lib/rancher/k3s/server/db/snapshots/"
+            "pre-upgrade-kb-cp-1-1753178600 5062688 2025-07-22T10:03:20Z")
+    (snap,) = restore.parse_snapshot_list(line)
+    assert snap.local_path == "/var/lib/rancher/k3s/server/db/snapshots/pre-upgrade-kb-cp-1-1753178600"
