@@ -136,3 +136,42 @@ def test_the_older_s3_only_listing_without_a_location_column_is_read_as_bucket_r
     assert (snap.name, snap.in_s3, snap.size) == ("etcd-snapshot-kb-cp-1-1753178523", True, 5062688)
     # A log line or the preflight's token digest is no snapshot.
     assert etcd_backup.parse_snapshot_list("token-sha256 abc\nINFO[0000] Managed etcd cluster\n") == []
+
+
+def _run_combined(tmp_path, annotation: str, save_rc: int):
+    """The server's drain update run by bash, with a k3s stand-in: the node's recorded fingerprint and
+    the outcome of `etcd-snapshot save`."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    (bin_dir / "k3s").write_text(
+        "#!/bin/bash\n"
+        f'echo "$*" >> {calls}\n'
+        f'case "$1 $2" in "kubectl get") echo -n {annotation!r} ;; "etcd-snapshot save") exit {save_rc} ;; esac\n'
+    )
+    (bin_dir / "journalctl").write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    script = etcd_backup.with_pre_upgrade_snapshot("set -eu\necho DRAINED\n", "kb-cp-2", "fp-new")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-s"], input=script, env=env, capture_output=True, text=True, timeout=30)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_run_by_bash_a_snapshot_precedes_the_drain_and_a_failed_one_stops_it(tmp_path):
+    done, calls = _run_combined(tmp_path, "fp-old", 0)
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("DRAINED")
+    assert [c.split()[:3] for c in calls if "etcd-snapshot" in c] == [
+        ["etcd-snapshot", "save", "--name"], ["etcd-snapshot", "prune", "--name"]]
+    failed, _ = _run_combined(tmp_path, "fp-old", 1)
+    assert failed.returncode == 1 and "DRAINED" not in failed.stdout
+    assert "nothing was changed" in failed.stderr
+
+
+def test_run_by_bash_a_node_already_rolled_out_takes_no_snapshot_and_the_drain_decides_alone(tmp_path):
+    done, calls = _run_combined(tmp_path, "fp-new", 1)
+    assert done.returncode == 0 and "DRAINED" in done.stdout  # the drain script's own skip logic follows
+    assert not [c for c in calls if "etcd-snapshot" in c]
