@@ -106,3 +106,24 @@ def test_a_reclaim_policy_change_touches_only_the_storage_class(base):
 def test_a_csi_chart_bump_touches_only_the_release(base):
     after = existing(storage={"localPath": True, "csiVersion": "2.20.0"})
     assert changed(base, after) == {f"{C}-storage-hcloud-csi"}
+
+
+def _guard(run):
+    (guard,) = [r for r in run.resources if r.name.endswith("-deployed-stack")]
+    return {k: v for k, v in guard.inputs.items() if k != "__provider"}
+
+
+def test_a_stack_deployed_before_storage_existed_is_refused_local_path_off_at_preview(base):
+    from keybuzz.guards import DeployedStackProvider
+
+    before_this_version = {k: v for k, v in _guard(base).items() if k != "localPath"}
+    new_default = existing(storage={"localPath": False})
+    refused = DeployedStackProvider().check(before_this_version, _guard(new_default)).failures
+    assert [f.property for f in refused] == ["localPath"]
+    assert "Set storage.localPath: true" in refused[0].reason
+    # The stack file that says true is accepted; from true, false is a deliberate change.
+    assert DeployedStackProvider().check(before_this_version, _guard(base)).failures == []
+    assert DeployedStackProvider().check(_guard(base), _guard(new_default)).failures == []
+    # A new stack (nothing deployed) gets the new default without a word.
+    assert DeployedStackProvider().check({}, _guard(new_default)).failures == []
+    assert _guard(base)["localPath"] is True and _guard(new_default)["localPath"] is False
