@@ -378,7 +378,11 @@ class Restore:
     def wait_voter(self, reader: Server, peer_url: str, node: str) -> None:
         deadline = self.clock() + JOIN_TIMEOUT_SECONDS
         while True:
-            members = self.members(reader)
+            try:
+                members = self.members(reader)
+                last = ""
+            except RestoreError as exc:  # a member list not readable yet (etcd settling): poll again
+                members, last = [], f"; last read: {exc}"
             match = [m for m in members if peer_url in m.peer_urls]
             if match and not match[0].learner:
                 self.say(f"restore: {node}: a voting etcd member ({len(members)} member(s) now)")
@@ -387,7 +391,7 @@ class Restore:
                 state = "a learner" if match else "not a member"
                 raise RestoreError(
                     f"{node}: still {state} of the restored etcd {JOIN_TIMEOUT_SECONDS} s after its start "
-                    f"(member list read on {reader.name}); steps done: {'; '.join(self.done)}"
+                    f"(member list read on {reader.name}{last}); steps done: {'; '.join(self.done)}"
                 )
             self.sleep(POLL_SECONDS)
 

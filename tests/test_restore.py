@@ -243,3 +243,21 @@ def test_the_preflight_lists_local_files_too_when_k3s_cannot_list_them():
             "pre-upgrade-kb-cp-1-1753178600 5062688 2025-07-22T10:03:20Z")
     (snap,) = restore.parse_snapshot_list(line)
     assert snap.local_path == "/var/lib/rancher/k3s/server/db/snapshots/pre-upgrade-kb-cp-1-1753178600"
+
+
+def test_an_unreadable_member_list_is_polled_again_until_the_bound():
+    class FlakySsh(FakeSsh):
+        reads = 0
+
+        def run(self, host, script, timeout):
+            if kind_of(script) == "members":
+                FlakySsh.reads += 1
+                if FlakySsh.reads <= 2:  # the gateway not answering yet, twice
+                    self.calls.append((self.node(host).name, "members", script, timeout))
+                    return Result(1, "", "cannot read the etcd member list")
+            return super().run(host, script, timeout)
+
+    ssh = FlakySsh({"kb-cp-1": ls_output(S3_SNAP)})
+    said = run(ssh, S3_SNAP.name)
+    assert said[-1].startswith("restore: etcd restored")
+    assert FlakySsh.reads > 2
