@@ -210,7 +210,7 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[drain]),
         )
         if node.name == cfg.servers[0].name:
-            script = pulumi.Output.all(rendered, server_id, self._origin.server_id).apply(
+            script = pulumi.Output.all(rendered, server_id, self._origin.serverId).apply(
                 lambda args: _first_server_install(cfg, node.name, args[0], str(args[1]), str(args[2]))
             )
         else:

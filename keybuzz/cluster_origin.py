@@ -47,9 +47,9 @@ class ClusterOriginProvider(ResourceProvider):
 
 
 class ClusterOrigin(pulumi.dynamic.Resource):
-    """Declare once per cluster with the first server's id; read ``server_id`` (the recorded one)."""
+    """Declare once per cluster with the first server's id; read ``serverId`` (the recorded one)."""
 
-    server_id: pulumi.Output[str]
+    serverId: pulumi.Output[str]  # noqa: N815 (the property name in state)
 
     def __init__(self, name: str, server_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
         # ignore_changes too: the recorded input stays the creator's id in state, not only the output.
