@@ -39,8 +39,8 @@ ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd"
 # etcd's HTTP/JSON gateway (/v3/cluster/member/list): K3s v1.34 serves it only on loopback port 2382;
 # 2379 answers gRPC only (k3s pkg/etcd/etcd.go, listenClientHTTPURLs(), citing etcd issue 15402).
 ETCD_HTTP_URL = "https://127.0.0.1:2382"
-# The label K3s puts on every server running etcd (k3s pkg/etcd: EtcdRoleLabel); its member controller
-# only acts on Nodes that carry it.
+# The label K3s puts on every server running etcd, value "true" (k3s pkg/etcd/etcd.go getETCDNodes:
+# util.ETCDRoleLabelKey "true"); its member controller only acts on Nodes that carry it.
 ETCD_ROLE_LABEL = "node-role.kubernetes.io/etcd"
 
 KUBECTL_SECONDS = 60

@@ -301,3 +301,21 @@ def test_guard_accepts_a_new_cluster_and_unchanged_values():
     values = k3s.critical_values(staging_like())
     assert CriticalConfigProvider().check({}, values).failures == []
     assert CriticalConfigProvider().check(values, dict(values)).failures == []
+
+
+def test_a_node_set_up_before_the_marker_is_adopted_without_a_restart_only_while_running(tmp_path):
+    script = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\n", "keybuzz-workers-1")
+    etc = tmp_path / "running" / "root/etc/rancher/k3s"
+    etc.mkdir(parents=True)
+    (etc / "config.yaml").write_text("node-name: w\n")
+    done, installs, _ = install(tmp_path / "running", script, active=True)
+    assert done.returncode == 0, done.stderr
+    assert installs == ["force_restart=false version=v1.34.1+k3s1 exec=agent"]
+    # Not running (a first install that failed, or K3s down): nothing to adopt, K3s is (re)started.
+    etc = tmp_path / "stopped" / "root/etc/rancher/k3s"
+    etc.mkdir(parents=True)
+    (etc / "config.yaml").write_text("node-name: w\n")
+    done, installs, _ = install(tmp_path / "stopped", script, start_fails=True)
+    assert done.returncode == 1 and installs == ["force_restart=true version=v1.34.1+k3s1 exec=agent"]
+    done, installs, _ = install(tmp_path / "stopped", script)
+    assert done.returncode == 0 and installs[-1] == "force_restart=true version=v1.34.1+k3s1 exec=agent"
