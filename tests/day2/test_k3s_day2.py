@@ -390,6 +390,9 @@ def test_control_plane_3_to_1_reads_the_member_list_the_way_k3s_v1_34_serves_it(
 
 
 def test_cp1_down_during_a_workers_upgrade_another_server_runs_the_drain(tmp_path):
+    """"Down" here: cp-1's K3s does not answer /readyz, nor does the LB (no healthy target behind it yet);
+    cp-1's machine still answers SSH, so the command runs there and its kubectl goes to cp-3's API.
+    (A machine that refuses SSH stops the command itself: a remote Command has one host.)"""
     resized = staging(nodePools=[{**WORKERS, "serverType": "cx43"}])
     drain = resized.named(f"{K}-drain-{C}-workers-1")
     assert secret_value(drain.inputs["connection"])["host"] == "203.0.113.10"  # connected to cp-1...
