@@ -163,7 +163,8 @@ def pre_upgrade_snapshot_script(node_name: str, fingerprint: str, *, on_node: bo
     fingerprint (only the SSH connection changed), like the drain. On-demand snapshots have no
     retention in K3s (docs.k3s.io/cli/etcd-snapshot, "Deleting Snapshots"): the older pre-upgrade
     ones beyond ``PRE_UPGRADE_KEEP`` are pruned here. A failed snapshot stops the rollout: no server
-    is changed without a way back.
+    is changed without a way back. The one exception: K3s not running on the host that runs it (the
+    rollout then drains through another server's API): a loud warning, the scheduled snapshots stand.
     """
     from keybuzz.node_ops import FINGERPRINT_ANNOTATION
 
@@ -182,6 +183,13 @@ def pre_upgrade_snapshot_script(node_name: str, fingerprint: str, *, on_node: bo
         '|| current=""',
         f'if [ "$current" = {shlex.quote(fingerprint)} ]; then',
         '  echo "keybuzz: node $NODE already runs this rollout: no snapshot needed"',
+        "  exit 0",
+        "fi",
+        # The drain may go through another server's API when this one's is down (keybuzz/node_ops.py);
+        # a snapshot needs the local etcd: without it, say so loudly and let the scheduled ones stand.
+        "if ! systemctl is-active --quiet k3s; then",
+        '  echo "keybuzz: WARNING: node $NODE: K3s is not running on $(hostname): no pre-upgrade snapshot '
+        '(the scheduled snapshots remain)" >&2',
         "  exit 0",
         "fi",
         # k3s etcd-snapshot save: pkg/cli/etcdsnapshot/etcd_snapshot.go (name prefix + node + unix time).

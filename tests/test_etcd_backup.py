@@ -138,7 +138,7 @@ def test_the_older_s3_only_listing_without_a_location_column_is_read_as_bucket_r
     assert etcd_backup.parse_snapshot_list("token-sha256 abc\nINFO[0000] Managed etcd cluster\n") == []
 
 
-def _run_combined(tmp_path, annotation: str, save_rc: int):
+def _run_combined(tmp_path, annotation: str, save_rc: int, k3s_active: str = "yes"):
     """The server's drain update run by bash, with a k3s stand-in: the node's recorded fingerprint and
     the outcome of `etcd-snapshot save`."""
     import os
@@ -153,6 +153,7 @@ def _run_combined(tmp_path, annotation: str, save_rc: int):
         f'case "$1 $2" in "kubectl get") echo -n {annotation!r} ;; "etcd-snapshot save") exit {save_rc} ;; esac\n'
     )
     (bin_dir / "journalctl").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\n[ {k3s_active!r} = yes ]\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     script = etcd_backup.with_pre_upgrade_snapshot("set -eu\necho DRAINED\n", "kb-cp-2", "fp-new")
@@ -174,4 +175,11 @@ def test_run_by_bash_a_snapshot_precedes_the_drain_and_a_failed_one_stops_it(tmp
 def test_run_by_bash_a_node_already_rolled_out_takes_no_snapshot_and_the_drain_decides_alone(tmp_path):
     done, calls = _run_combined(tmp_path, "fp-new", 1)
     assert done.returncode == 0 and "DRAINED" in done.stdout  # the drain script's own skip logic follows
+    assert not [c for c in calls if "etcd-snapshot" in c]
+
+
+def test_run_by_bash_without_k3s_on_the_ops_host_the_drain_goes_on_with_a_warning(tmp_path):
+    done, calls = _run_combined(tmp_path, "", 0, k3s_active="no")
+    assert done.returncode == 0 and "DRAINED" in done.stdout
+    assert "WARNING" in done.stderr and "no pre-upgrade snapshot" in done.stderr
     assert not [c for c in calls if "etcd-snapshot" in c]
