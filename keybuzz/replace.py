@@ -97,8 +97,21 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    if cfg.deletion_protection:
+        print(protected_message(stack, short_name(cfg, node)), file=sys.stderr)
+        return 2
     print(node.name, server_urn(stack, node.name))
     return 0
+
+
+def protected_message(stack: str, node: str) -> str:
+    """Why a protected stack cannot replace a server, and the steps that can."""
+    return (
+        f"bin/deploy replace: deletionProtection is true in Pulumi.{stack}.yaml: Pulumi (`protect`) and Hetzner "
+        "(delete protection) both refuse to delete the server, and a replacement deletes it first. "
+        f"Set deletionProtection: false and commit, `bin/deploy {stack} up` (only the protection flags change, "
+        f"in place), then `bin/deploy {stack} replace {node}`, then set it back to true, commit and `up`."
+    )
 
 
 if __name__ == "__main__":

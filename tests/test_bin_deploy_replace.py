@@ -70,3 +70,14 @@ def test_a_replace_variable_left_in_the_shell_is_refused_for_other_commands(proj
     assert result.returncode == 1
     assert "unset KEYBUZZ_REPLACE_NODES" in result.stderr
     assert not [c for c in project.argvs() if c[0] in ("preview", "up")]
+
+
+def test_a_protected_stack_is_told_the_steps_and_nothing_runs(project):
+    project.add_keys("prod")
+    project.commit("prod keys")
+    project.create_stacks("prod")
+    result = project.deploy("prod", "replace", "cp-2", **SECRETS)
+    assert result.returncode == 2
+    assert "deletionProtection is true in Pulumi.prod.yaml" in result.stderr
+    assert "then `bin/deploy prod replace cp-2`" in result.stderr
+    assert not [c for c in project.argvs() if c[0] in ("preview", "up")]
