@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import pulumi
 import pulumi_command as command
@@ -309,8 +310,9 @@ class K3sCluster(pulumi.ComponentResource):
         return public_ip.apply(lambda ip: k3s.to_yaml(k3s.render_agent_config(cfg, node, ip)))
 
 
-def _warn_expiry(not_after: object, now: object, node: str) -> None:
-    message = kubeconfig_renewal.expiry_warning(not_after, now, node)  # type: ignore[arg-type]
+def _warn_expiry(not_after: datetime | None, now: datetime, node: str) -> None:
+    """Every run while the certificate in use is inside K3s's renewal window: its date and the fix."""
+    message = kubeconfig_renewal.expiry_warning(not_after, now, node)
     if message:
         pulumi.log.warn(message)
 

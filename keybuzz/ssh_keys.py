@@ -223,3 +223,27 @@ mv -f "$tmp" "$file"
 trap - EXIT
 echo "keybuzz: {len(keys)} managed key(s) in $file"
 """
+
+
+def main(argv: list[str], stdin: str) -> int:
+    """``ssh-add -L | python -m keybuzz.ssh_keys agent-check <stack>``: 0 when an agent key is in the
+    stack file's sshPublicKeys, else the reason on stderr and 1. For bin/deploy's SSH preflight."""
+    import sys
+    from pathlib import Path
+
+    if len(argv) != 2 or argv[0] != "agent-check":
+        print("usage: ssh-add -L | python -m keybuzz.ssh_keys agent-check <stack>", file=sys.stderr)
+        return 2
+    from keybuzz.replace import stack_file_config
+
+    problem = agent_key_problem(stdin, stack_file_config(argv[1], Path.cwd()).ssh_public_keys)
+    if problem:
+        print(f"SSH agent: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:], sys.stdin.read()))

@@ -87,3 +87,26 @@ def test_lists_sharing_a_confirmed_key_pass(confirmed, configured):
     assert confirmed_keys_problem(confirmed, configured) is None
     result = SshKeysRecordProvider().check({"sshKeyFingerprints": confirmed}, {"sshKeyFingerprints": configured})
     assert not result.failures
+
+
+def test_the_agent_check_command_reads_the_stack_file_and_ssh_add_output(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    doc = (root / "Pulumi.dev.yaml").read_text().replace(
+        "config:\n", f'config:\n  keybuzz-k3s:sshPublicKeys: ["{public("throwaway_ed25519")}"]\n'
+        '  keybuzz-k3s:adminCidrs: ["198.51.100.7/32"]\n', 1)
+    (tmp_path / "Pulumi.dev.yaml").write_text(doc)
+
+    def check(listing: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "keybuzz.ssh_keys", "agent-check", "dev"], input=listing,
+                              cwd=tmp_path, env={"PYTHONPATH": str(root)}, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+
+    ok = check((SSH / "ssh-add-L_two_keys.txt").read_text())
+    assert ok.returncode == 0, ok.stderr
+    empty = check((SSH / "ssh-add-L_empty.txt").read_text())
+    assert empty.returncode == 1 and "holds no key" in empty.stderr
