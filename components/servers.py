@@ -106,9 +106,10 @@ class NodeServers(pulumi.ComponentResource):
                     ignore_changes=[] if node.name in cfg.replace_nodes else ["serverType", "sshKeys"],
                     # Hetzner refuses a second server with the same name or private IP, so a replacement
                     # can only be delete-first. The engine then first deletes every dependent that would be
-                    # replaced with it (step_generator.go, calculateDependentReplacements): the node's
-                    # retire step (its triggers hold the server id), whose delete drains the node and
-                    # removes its Node and etcd member before the server goes.
+                    # replaced with it (pulumi step_generator.go, calculateDependentReplacements), then the
+                    # server, then creates it, one step after the other (deployment_executor.go,
+                    # ExecuteSerial): the node's retire step (its triggers hold the server id) goes first,
+                    # and its delete drains the node and removes its Node and etcd member.
                     delete_before_replace=True,
                 ),
             )
