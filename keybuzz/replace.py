@@ -110,7 +110,9 @@ def protected_message(stack: str, node: str) -> str:
         f"bin/deploy replace: deletionProtection is true in Pulumi.{stack}.yaml: Pulumi (`protect`) and Hetzner "
         "(delete protection) both refuse to delete the server, and a replacement deletes it first. "
         f"Set deletionProtection: false and commit, `bin/deploy {stack} up` (only the protection flags change, "
-        f"in place), then `bin/deploy {stack} replace {node}`, then set it back to true, commit and `up`."
+        f"in place), then `bin/deploy {stack} replace {node}`, then set it back to true, commit and `up`. "
+        "A gated stack deploys only commits its previous stage verified: promote those commits as usual, "
+        "or, in an emergency, prefix each command with KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1."
     )
 
 
