@@ -235,3 +235,54 @@ def test_a_fresh_certificate_is_not_read_again_nor_warned_about(monkeypatch, k3s
     run = staging()
     assert run.named(f"{K}-kubeconfig-reread").inputs["triggers"][1] == ""
     assert not [w for w in k3s_file_with_a_real_certificate if "certificate" in w]
+
+
+# --- what the engine deletes before a replaced server ----------------------------------------------
+#
+# The rule, from step_generator.go (calculateDependentReplacements): a dependent is deleted before a
+# delete-first replacement when an input that depends on the server (made unknown) makes its provider
+# diff (plus its replaceOnChanges) ask for a replacement. For remote commands that is `triggers`
+# (pulumi-command marks it replaceOnChanges; `connection` is not, a change there is an update), for a
+# load balancer target its `serverId` (force-new). Inputs carry the server's id or address as values
+# under the mock engine (ids derive from names), so the walk can be checked on the declarations.
+
+
+def _mentions(value, needles):
+    if isinstance(value, dict):
+        return any(_mentions(v, needles) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, needles) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # ids handed over as numbers (the hcloud provider's int ids)
+    return str(value) in needles
+
+
+def deleted_first(run, node):
+    server = run.named(f"{C}-{node}")
+    needles = {mock_id(server.name), "203.0.113." + server.inputs["networks"][0]["ip"].rsplit(".", 1)[1]}
+    out = set()
+    for r in run.resources:
+        if r.type == "command:remote:Command" and _mentions(r.inputs.get("triggers"), needles):
+            out.add(r.name)
+        target = r.type == "hcloud:index/loadBalancerTarget:LoadBalancerTarget"
+        if target and _mentions(r.inputs.get("serverId"), needles):
+            out.add(r.name)
+    return out
+
+
+@pytest.mark.parametrize("node", ["cp-1", "cp-2", "workers-1"])
+def test_replacing_a_server_deletes_first_only_that_nodes_own_steps(created, node):
+    first = deleted_first(created, node)
+    retires = {name for name in first if "-retire-" in name}
+    # Its own retire step, and no other node's: deleting another node's retire would drain that node
+    # and remove its Node (and etcd member).
+    assert retires == {f"{K}-retire-{C}-{node}"}
+    # Besides: its taints command (re-applied on the new Node) and, for a server, its API LB target.
+    expected = {f"{K}-retire-{C}-{node}", f"{K}-taints-{C}-{node}"}
+    if node.startswith("cp-"):
+        expected.add(f"{C}-api-lb-target-{C}-{node}")
+    assert first == expected
+    # Commands that only connect to the server (its address in `connection`) are updated, not deleted:
+    # none of them carries the address in `triggers`.
+    assert not any(_mentions(r.inputs.get("triggers"), {"203.0.113."}) for r in created.resources
+                   if r.type == "command:remote:Command")
