@@ -39,6 +39,9 @@ class Project:
             if (ROOT / name).is_file():
                 (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / name, self.dir / name)
+        # The stack files as shipped (fixtures), not this checkout's: an operator's keys and salt are theirs.
+        for fixture in (ROOT / "tests" / "fixtures" / "stacks").glob("Pulumi.*.yaml"):
+            shutil.copy2(fixture, self.dir / fixture.name)
         (self.dir / ".venv").symlink_to((ROOT / ".venv").resolve())
         venv = self.dir / "policies" / "venv"
         (venv / "bin").mkdir(parents=True)

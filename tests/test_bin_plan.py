@@ -74,7 +74,7 @@ def test_usage_error_is_exit_2():
 
 
 def test_paths_are_relative_to_the_callers_directory(tmp_path):
-    (tmp_path / "mine.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    (tmp_path / "mine.yaml").write_text((ROOT / "tests" / "fixtures" / "stacks" / "Pulumi.dev.yaml").read_text())
     result = plan("dev", "--stack-file", "mine.yaml", "--policy-config", str(ROOT / "policies/config.example.json"),
                   cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout

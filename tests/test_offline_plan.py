@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-from harness import REPO, STACKS, run_program
+from harness import REPO, STACK_FIXTURES, STACKS, run_program
 
 from keybuzz.offline_plan import EXIT_CONFIG, EXIT_OK, EXIT_POLICY, main, rollout_order
 
@@ -61,7 +61,7 @@ def test_plan_names_the_promotion_gate_of_a_gated_stack():
 
 
 def test_a_stack_file_that_violates_a_policy_fails_the_plan_with_the_policys_message(tmp_path):
-    doc = yaml.safe_load((REPO / "Pulumi.staging.yaml").read_text())
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.staging.yaml").read_text())
     doc["config"]["keybuzz-k3s:adminCidrs"] = ["0.0.0.0/0"]
     stack_file = tmp_path / "Pulumi.staging.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
@@ -75,7 +75,7 @@ def test_a_stack_file_that_violates_a_policy_fails_the_plan_with_the_policys_mes
 
 
 def test_with_the_packs_defaults_a_world_open_admin_port_is_only_advisory(tmp_path):
-    doc = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.dev.yaml").read_text())
     doc["config"]["keybuzz-k3s:adminCidrs"] = ["0.0.0.0/0"]
     stack_file = tmp_path / "Pulumi.dev.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
@@ -85,13 +85,13 @@ def test_with_the_packs_defaults_a_world_open_admin_port_is_only_advisory(tmp_pa
 
 
 def test_a_config_error_fails_the_plan_naming_key_and_value(tmp_path):
-    doc = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.prod.yaml").read_text())
     doc["config"]["keybuzz-k3s:controlPlane"] = {"count": 2, "serverType": "cx33"}
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
     code, text = plan("prod", "--stack-file", str(stack_file))
     assert code == EXIT_CONFIG
-    assert "config 'controlPlane.count' = 2 is invalid" in text
+    assert "config 'keybuzz-k3s:controlPlane.count' = 2 is invalid" in text
 
 
 def test_a_missing_stack_file_is_a_config_error():
