@@ -14,8 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fakes.hetzner_api import GOOD_TOKEN, HetznerApi
+
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_PULUMI = ROOT / "tests" / "fakes" / "fake_pulumi.py"
+FAKE_SSH_ADD = ROOT / "tests" / "fakes" / "fake_ssh_add.py"
 KEYS = (
     "  keybuzz-k3s:sshPublicKeys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl "
     "you@laptop\"]\n  keybuzz-k3s:adminCidrs: [\"198.51.100.7/32\"]\n"
@@ -53,6 +56,11 @@ class Project:
         fakebin.mkdir()
         (fakebin / "pulumi").write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_PULUMI} \"$@\"\n")
         (fakebin / "pulumi").chmod(0o755)
+        # `up` asks the SSH agent for its keys (keybuzz/preflight.py): by default it holds KEYS's key.
+        (fakebin / "ssh-add").write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_SSH_ADD} \"$@\"\n")
+        (fakebin / "ssh-add").chmod(0o755)
+        # preview/up check HCLOUD_TOKEN with one API call: against a stand-in Hetzner API, on 127.0.0.1.
+        self.hetzner = HetznerApi().__enter__()
         self.log = tmp / "pulumi-calls.jsonl"
         self.state = tmp / "pulumi-state.json"
         self.base_env = {
@@ -60,6 +68,7 @@ class Project:
             "HOME": str(tmp),
             "FAKE_PULUMI_LOG": str(self.log),
             "FAKE_PULUMI_STATE": str(self.state),
+            "HCLOUD_ENDPOINT": self.hetzner.endpoint,
             **GIT_ENV,
         }
         self.git("init", "-q")
@@ -107,4 +116,4 @@ class Project:
         self.state.write_text(json.dumps(state))
 
 
-SECRETS = {"HCLOUD_TOKEN": "hc-token", "PULUMI_CONFIG_PASSPHRASE": "pass"}
+SECRETS = {"HCLOUD_TOKEN": GOOD_TOKEN, "PULUMI_CONFIG_PASSPHRASE": "pass"}
