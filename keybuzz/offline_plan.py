@@ -276,6 +276,13 @@ def read_stack_file(path: Path) -> dict[str, Any]:
             f"{path}:1: the file must be a mapping with a `config:` key (found a {type(doc).__name__}); "
             "e.g.\nconfig:\n  keybuzz-k3s:clusterName: keybuzz-dev"
         )
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("keybuzz-k3s:"):
+            key = line.split(":", 2)[1]
+            raise InputError(
+                f"{path}:{number}: keybuzz-k3s:{key} is at column 0, outside `config:`, where the CLI ignores it: "
+                "indent it two spaces, under `config:` and above `encryptionsalt:`"
+            )
     config = doc.get("config")
     if config is not None and not isinstance(config, dict):
         raise InputError(
