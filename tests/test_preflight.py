@@ -209,6 +209,21 @@ def test_a_private_key_in_clear_in_the_stack_file_is_refused_before_up(project):
         "sshPrivateKey, commit)" in result.stderr
 
 
+def test_an_up_that_fails_says_which_key_was_tried_and_the_likely_causes(project):
+    result = project.deploy("dev", "up", FAKE_PULUMI_UP_ERROR="ssh: handshake failed: EOF", **SECRETS)
+    assert result.returncode == 255
+    assert "keybuzz-dev-k3s-install-keybuzz-dev-cp-1" in result.stdout  # the engine names the node's resource
+    hint = result.stderr.split("`up` failed (exit 255).", 1)[1]
+    assert "Pulumi connected as root with the SSH agent's key ssh-ed25519 SHA256:" in hint
+    assert "adminCidrs in Pulumi.dev.yaml does not contain this machine's public address" in hint
+    assert "the agent no longer holds that key" in hint
+
+
+def test_a_successful_up_gives_no_ssh_hint(project):
+    result = project.deploy("dev", "up", **SECRETS)
+    assert result.returncode == 0 and "Likely causes" not in result.stderr
+
+
 def test_preview_needs_no_ssh_identity(project):
     result = project.deploy("dev", "preview", FAKE_SSH_ADD="no-agent", **SECRETS)
     assert result.returncode == 0, result.stderr
