@@ -105,6 +105,15 @@ def test_a_key_pasted_below_encryptionsalt_gets_file_line_and_the_salt_hint(proj
     assert "Traceback" not in result.stderr and not ran(project, "preview")
 
 
+def test_a_config_command_on_a_broken_stack_file_names_file_and_line_too(project):
+    path = project.dir / "Pulumi.dev.yaml"
+    path.write_text(path.read_text() + "encryptionsalt: v1:abc\n  keybuzz-k3s:location: nbg1\n")
+    result = project.deploy("dev", "config", "set", "location", "nbg1")
+    assert result.returncode == 1
+    assert "Pulumi.dev.yaml:" in result.stderr and "ABOVE the top-level `encryptionsalt:` line" in result.stderr
+    assert not ran(project, "config")
+
+
 # --- the Hetzner token ------------------------------------------------------------------------------
 
 
