@@ -277,7 +277,7 @@ def _bool(value: object, key: str) -> bool:
     if isinstance(value, str) and value in ("true", "false"):
         return value == "true"
     if not isinstance(value, bool):
-        raise ConfigError(key, value, "true or false")
+        raise ConfigError(key, value, "true or false (yes/no/on/1/0 are refused, so a typo cannot switch it on)")
     return value
 
 

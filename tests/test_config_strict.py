@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_config import error_for
+from test_config import error_for, raw_config
 
-from keybuzz.config import ConfigError, check_keys, known_keys, load_stack_yaml
+from keybuzz.config import ConfigError, check_keys, known_keys, load_stack_yaml, parse_config, project_defaults
 from keybuzz.offline import run_program
 from keybuzz.server_types import SERVER_TYPE_LOCATIONS, server_type_problem
 
@@ -20,6 +20,14 @@ def test_unknown_project_key_is_refused_with_did_you_mean():
     err = keys_error({"keybuzz-k3s:podCIDR": "10.42.0.0/16"})
     assert err.key == "keybuzz-k3s:podCIDR"
     assert "did you mean 'keybuzz-k3s:podCidr'?" in str(err)
+
+
+def test_a_boolean_typo_is_refused_with_what_to_write():
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw_config(deletionProtection="yes"), "dev", project_defaults())
+    assert str(caught.value).startswith(
+        "config 'keybuzz-k3s:deletionProtection' = 'yes' is invalid: true or false (yes/no/on/1/0 are refused"
+    )
 
 
 def test_an_unknown_key_is_said_to_be_unknown_not_known():
