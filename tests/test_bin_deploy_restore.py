@@ -49,3 +49,13 @@ def test_restore_without_yes_reads_the_servers_and_stops_before_any_ssh(project)
     argvs = [c["argv"] for c in project.calls()]
     assert ["stack", "output", "nodes", "--json", "--stack", "dev"] in argvs
     assert not any(a[0] in ("up", "preview", "refresh") for a in argvs)
+
+
+@pytest.mark.parametrize("key", ["etcdBackupAccessKey", "etcdBackupSecretKey"])
+def test_the_s3_keys_are_refused_without_secret_before_the_cli_writes_them(key):
+    from keybuzz.preflight import Refusal, check_config_set
+
+    with pytest.raises(Refusal) as refused:
+        check_config_set("prod", ["set", key, "AKIAPLAIN"])
+    assert key in str(refused.value) and "AKIAPLAIN" not in str(refused.value)
+    check_config_set("prod", ["set", "--secret", key, "AKIAPLAIN"])  # with --secret: fine
