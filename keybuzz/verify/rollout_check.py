@@ -188,8 +188,26 @@ def _outputs(props: Mapping[str, Any], verdicts: Sequence[Verdict], reason: str)
     }
 
 
+# (kubeconfig, connect timeout, read timeout) -> the cluster; the lab and the tests swap it.
+AccessFactory = Callable[[str, float, float], ClusterAccess]
+
+
+def kubernetes_access(kubeconfig: str, connect: float, read: float) -> ClusterAccess:
+    from keybuzz.verify.cluster import KubernetesClusterAccess
+
+    return KubernetesClusterAccess(kubeconfig, connect_timeout=connect, read_timeout=read)
+
+
 class BatchCheckProvider(dynamic.ResourceProvider):
-    """Skips on create, re-runs when the batch's fingerprints changed or its last run failed."""
+    """Skips on create, re-runs when the batch's fingerprints changed or its last run failed.
+
+    Pickled by reference (a module-level class, as keybuzz.verify.providers explains); its one
+    field is the access factory, None in the program (the real Kubernetes client).
+    """
+
+    def __init__(self, access_factory: AccessFactory | None = None) -> None:
+        super().__init__()
+        self.access_factory = access_factory
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         from keybuzz.verify.providers import validate_props
@@ -210,27 +228,21 @@ class BatchCheckProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(f"rollout-check-{props.get('batch', '')}", _outputs(props, [], SKIP_CREATE))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        return dynamic.UpdateResult(self._run(news))
+        """Run the focused checks; a failure raises RolloutStopped (the update fails, the old state stays)."""
+        return dynamic.UpdateResult(self.run_batch(news))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to delete: a check leaves no trace in the cluster."""
 
-    def _run(self, props: Mapping[str, Any], make_access: Callable[[], ClusterAccess] | None = None,
-             clock: Callable[[], float] = time.monotonic,
-             sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    def run_batch(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        """The outputs of a passing (or skipped) run; RolloutStopped with the verdicts otherwise."""
         kubeconfig = str(props.get("kubeconfig") or "")
         inputs = CheckInputs.from_props(props)
-        if make_access is None:
-            from keybuzz.verify.cluster import KubernetesClusterAccess
-
-            connect = min(3.0, max(0.5, inputs.timeout_seconds / 3))
-            read = min(10.0, max(1.0, inputs.timeout_seconds / 2))
-
-            def make_access() -> ClusterAccess:
-                return KubernetesClusterAccess(kubeconfig, connect_timeout=connect, read_timeout=read)
-
+        connect = min(3.0, max(0.5, inputs.timeout_seconds / 3))
+        read = min(10.0, max(1.0, inputs.timeout_seconds / 2))
+        factory = self.access_factory or kubernetes_access
         position = _position(props)
-        verdicts, reason = judge_batch(inputs, position, make_access, clock, sleep)
+        verdicts, reason = judge_batch(inputs, position, lambda: factory(kubeconfig, connect, read))
         if any(not v.ok for v in verdicts):
             raise RolloutStopped(redact(failure_message(verdicts, position, inputs.node_names), kubeconfig))
         return _outputs(props, verdicts, reason)
