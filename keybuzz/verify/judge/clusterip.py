@@ -68,7 +68,8 @@ def judge_clusterip(
         check="ClusterIP",
         tested=(f"Service {service_ip}:80 from every node, {calls_total} calls, backends seen: "
                 + ", ".join(f"{n}×{c}" for n, c in sorted(seen.items()))),
-        total=len(nodes) * 2,
+        # Answers from each node judged, answered by each backend (every node's, also in a focused run).
+        total=len(nodes) + len(set(nodes) | set(echo_nodes)),
         failures=failures,
         unit="node checks (answers from, answered by)",
         latency_ms=latency_summary(times),
