@@ -42,8 +42,10 @@ from keybuzz.verify.cluster import ClusterAccess, ClusterAccessError
 from keybuzz.verify.judge import Failure, Verdict
 from keybuzz.verify.redact import redact
 
-# Threads, API client set-up and exec tear-down beyond the checks' own deadline (they run at once).
+# Beyond the checks' own deadline (they run at once): the probe for the fixture (at most
+# FIXTURE_PROBE_S) and thread start-up.
 BATCH_OVERHEAD_S = 10
+FIXTURE_PROBE_S = 8.0
 OUTPUT_KEYS = ("batch", "focus", "fingerprints", "changed", "untouched", "passed", "skipped", "reason", "verdicts")
 SKIP_CREATE = (
     "first deploy of these nodes (the check is new in state): no CNI yet and nothing rolled to compare; "
@@ -130,9 +132,25 @@ def run_focused(inputs: CheckInputs, make_access: Callable[[], ClusterAccess],
     return [verdicts[n] for n in checks]
 
 
-def fixture_present(access: ClusterAccess, namespace: str) -> bool:
-    """The probe fixture is deployed (its echo Service exists); API errors propagate, never a skip."""
-    return access.get_service(namespace, fixture.ECHO_NAME) is not None
+def fixture_present(access: ClusterAccess, namespace: str, limit_s: float = FIXTURE_PROBE_S) -> bool:
+    """The probe fixture is deployed (its echo Service exists); API errors, and no answer within
+    ``limit_s``, raise ClusterAccessError: never a skip."""
+    box: dict[str, Any] = {}
+
+    def probe() -> None:
+        try:
+            box["found"] = access.get_service(namespace, fixture.ECHO_NAME) is not None
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=probe, name="batch-fixture", daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if "error" in box:
+        raise box["error"]
+    if "found" not in box:
+        raise ClusterAccessError(f"get service {namespace}/{fixture.ECHO_NAME}: no answer within {limit_s:g} s")
+    return bool(box["found"])
 
 
 def judge_batch(inputs: CheckInputs, position: BatchPosition, make_access: Callable[[], ClusterAccess],

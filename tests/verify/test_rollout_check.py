@@ -270,3 +270,22 @@ def test_many_clusterip_calls_from_one_pod_run_as_at_most_forty_parallel_loops()
     # Up to forty calls stay one curl per probe, as before.
     (one,) = plan.plan_clusterip(NAMES, PODS, "10.43.0.7", 39, focus=["node-a"])
     assert len(one.probes) == 39 and not any(p.command.startswith("for ") for p in one.probes)
+
+
+def test_an_api_that_never_answers_the_fixture_probe_stops_the_rollout_within_its_bound():
+    import threading
+
+    release = threading.Event()
+
+    class Hung(FakeCluster):
+        def get_service(self, namespace, name):
+            release.wait()  # released at the end of the test, never by the wall clock
+            return None
+
+    from keybuzz.verify.rollout_check import fixture_present
+
+    try:
+        with pytest.raises(ClusterAccessError, match="no answer within 0.05 s"):
+            fixture_present(Hung(), "overlay-probe", limit_s=0.05)
+    finally:
+        release.set()
