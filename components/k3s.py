@@ -32,7 +32,9 @@ class K3sCluster(pulumi.ComponentResource):
     """Installs K3s on every server, exports the kubeconfig and a Kubernetes provider built from it.
 
     Order (keybuzz/rollout.py): servers one at a time, each back to /readyz (and, on a change, its
-    node Ready and uncordoned) before the next; then agents in batches of ``agentUpgradeBatchSize``.
+    node Ready and uncordoned) before the next; then agents, a canary of one, then batches of
+    ``agentUpgradeBatchSize``. With ``verify.betweenBatches`` each batch's overlay check
+    (components/batch_checks.py) runs before the next batch is drained.
     """
 
     token: pulumi.Output[str]
