@@ -16,7 +16,9 @@ When it runs (Pulumi semantics, which make a stopped rollout resume where it sto
 - ``diff`` reports a change only when the batch's rollout fingerprints (or its nodes) differ from
   the ones recorded at its last successful run: a batch that did not change costs nothing.
 - ``update`` runs the checks (skipped when the probe fixture is not in the cluster). A failing
-  update raises, so the engine keeps the old state (the old fingerprints): the next ``pulumi up``
+  update raises, so the engine keeps the old state (the old fingerprints; pulumi/pulumi#2011: no
+  new inputs or outputs are saved for a failed update without partial state, and a Python dynamic
+  provider that raises returns none): the next ``pulumi up``
   diffs it again and re-runs it first, before the next batch's drain, while the nodes already
   rolled have nothing to do (their drain and ready steps are unchanged, and the fingerprint
   annotation makes a re-run drain a no-op).
