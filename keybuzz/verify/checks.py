@@ -376,7 +376,8 @@ def check_clusterip(ctx: Context) -> Verdict:
     nodes, judged, focus = ctx.inputs.node_names, ctx.inputs.judged_nodes, ctx.inputs.focus
     calls = ctx.inputs.clusterip_calls or plan.clusterip_calls(len(nodes), len(judged))
     outputs, errors = run_plans(ctx, plan.plan_clusterip(nodes, pods, ip, calls, ctx.inputs.timeouts, focus))
-    return judge.judge_clusterip(judged, outputs, ip, pods.clients, sorted(pods.echo_ips), errors, ns)
+    return judge.judge_clusterip(judged, outputs, ip, pods.clients, sorted(pods.echo_ips), errors, ns,
+                                 focused=bool(focus))
 
 
 def check_mesh(ctx: Context) -> Verdict:

@@ -289,3 +289,18 @@ def test_an_api_that_never_answers_the_fixture_probe_stops_the_rollout_within_it
             fixture_present(Hung(), "overlay-probe", limit_s=0.05)
     finally:
         release.set()
+
+
+def test_a_focused_node_cut_from_every_other_node_fails_clusterip_once_as_the_full_check_does():
+    faults = Faults(ipip_blocked={frozenset({"node-a", "node-b"}), frozenset({"node-a", "node-c"})})
+    focused = {v.check: v for v in run_focused(inputs(), lambda: FakeCluster(faults), sleep=no_sleep)}["ClusterIP"]
+    full = checks.run_check("clusterip", inputs(focus=()), lambda: FakeCluster(faults), sleep=no_sleep)
+    # The full check also fails from node-b and node-c (their calls to node-a's backend); the focused
+    # one judges node-a's calls only, and says about them what the full one says.
+    assert [f.where for f in full.failures] == ["from node-a", "from node-b", "from node-c"]
+    assert [f.where for f in focused.failures] == ["from node-a"]
+    assert focused.failures[0].cause == full.failures[0].cause
+    # More calls from the one focused pod (plan.clusterip_calls), the same observation.
+    assert focused.failures[0].what == "14 of 20 calls failed (no TCP connection within the 2 s connect timeout)"
+    assert full.failures[0].what == "6 of 9 calls failed (no TCP connection within the 2 s connect timeout)"
+    assert (focused.total, full.total) == (4, 6)  # answers from node-a; answered by each of the 3 backends
