@@ -167,6 +167,8 @@ class ClusterConfig:
     deletion_protection: bool = False
     agent_upgrade_batch_size: int = 1
     ingress: IngressConfig = IngressConfig("ingress-nginx", "37.4.0", "v3.6.17")
+    # Full names of the nodes `bin/deploy <stack> replace` is replacing in this run (keybuzz/replace.py).
+    replace_nodes: frozenset[str] = frozenset()
 
     @property
     def network_zone(self) -> str:
@@ -640,6 +642,7 @@ def _batch_size(value: object) -> int:
 def load() -> tuple[ClusterConfig, Secrets]:
     """Read the current stack's config through Pulumi (the CLI has applied Pulumi.yaml defaults)."""
     import json
+    import os
 
     import pulumi
     from pulumi.runtime.config import get_config_secret_keys_env, is_config_secret
@@ -662,7 +665,39 @@ def load() -> tuple[ClusterConfig, Secrets]:
             # A plain string where a list or object belongs: say which shape is wanted.
             raise ConfigError(key, text, _shape(key) if key in SHAPES else "a list or an object") from None
     parsed = parse_config(raw, pulumi.get_stack(), project_defaults())
-    return parsed, read_secrets(cfg)
+    parsed = with_replace_nodes(parsed, os.environ)
+    secrets = read_secrets(cfg)
+    check_connecting_key(parsed, cfg.get("sshPrivateKey"))
+    return parsed, secrets
+
+
+def with_replace_nodes(cfg: ClusterConfig, environ: Mapping[str, str]) -> ClusterConfig:
+    """``cfg`` with the nodes named in KEYBUZZ_REPLACE_NODES (set by `bin/deploy <stack> replace`)."""
+    import dataclasses
+
+    from keybuzz.replace import replace_nodes_from_env
+
+    return dataclasses.replace(cfg, replace_nodes=replace_nodes_from_env(environ, cfg))
+
+
+def check_connecting_key(cfg: ClusterConfig, private_key: str | None) -> None:
+    """Refuse an ``sshPrivateKey`` whose public half is not in ``sshPublicKeys`` (keybuzz/ssh_keys.py)."""
+    if not private_key:
+        return
+    from keybuzz.ssh_keys import connecting_key_problem, public_key_from_private
+
+    if public_key_from_private(private_key) is None:
+        import pulumi
+
+        pulumi.log.warn(
+            "sshPrivateKey is not an OpenSSH (or PEM RSA) private key this program can read the public half "
+            "of, so it cannot check that the key is in sshPublicKeys; `ssh-keygen -p -f KEYFILE` rewrites it "
+            "in the OpenSSH format"
+        )
+        return
+    problem = connecting_key_problem(private_key, cfg.ssh_public_keys)
+    if problem:
+        raise ConfigError("sshPrivateKey", "[secret, not shown]", problem)
 
 
 def read_secrets(cfg: Any) -> Secrets:

@@ -91,13 +91,24 @@ def stack_config(
     return encode_config(values)
 
 
+@dataclass(frozen=True)
+class Secret:
+    """An override that reaches the program as a secret with this plain value (a test's real key), where a
+    ``secure:`` value from a stack file can only become a placeholder."""
+
+    value: str
+
+
 def encode_config(values: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """Values as the CLI hands them to a program: strings as they are, the rest as JSON; ``secure:``
     values become a placeholder and are listed as secret keys."""
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in values.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        if isinstance(value, Secret):
+            config[key] = value.value
+            secret_keys.append(key)
+        elif isinstance(value, dict) and set(value) == {"secure"}:
             config[key] = SECRET_PLACEHOLDER
             secret_keys.append(key)
         elif isinstance(value, str):
