@@ -55,11 +55,13 @@ PROMOTION_CHAIN = {"staging": "dev", "prod": "staging"}
 class ConfigError(ValueError):
     """A stack config value that cannot be deployed; the message names key, value and what is allowed."""
 
-    def __init__(self, key: str, value: object, allowed: str) -> None:
+    def __init__(self, key: str, value: object, allowed: str, problem: str = "is invalid") -> None:
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"config '{key}' = {value!r} is invalid: {allowed}")
+        # Named as in the stack file: `keybuzz-k3s:controlPlane.count`, not `controlPlane.count`.
+        shown = key if ":" in key.split(".", 1)[0].split("[", 1)[0] else f"{PROJECT}:{key}"
+        super().__init__(f"config '{shown}' = {value!r} {problem}: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ def plan_nodes(cfg: ClusterConfig) -> tuple[Node, ...]:
 
 def _require(raw: Mapping[str, Any], key: str) -> Any:
     if key not in raw or raw[key] is None:
-        raise ConfigError(key, None, "required; set it with `pulumi config set`")
+        raise ConfigError(key, None, "required: add it to Pulumi.<stack>.yaml under config: (README, \"First run\")")
     return raw[key]
 
 
@@ -279,7 +281,7 @@ def _bool(value: object, key: str) -> bool:
     if isinstance(value, str) and value in ("true", "false"):
         return value == "true"
     if not isinstance(value, bool):
-        raise ConfigError(key, value, "true or false")
+        raise ConfigError(key, value, "true or false (yes/no/on/1/0 are refused, so a typo cannot switch it on)")
     return value
 
 
@@ -708,8 +710,14 @@ def read_secrets(cfg: Any) -> Secrets:
     if not cfg.get("sshPrivateKey"):
         return Secrets(ssh_private_key=None)
     if not is_config_secret(key):
+        import pulumi
+
+        stack = pulumi.get_stack()
         raise ConfigError(
-            "sshPrivateKey", "[plain text, not shown]", "a secret: pulumi config set --secret sshPrivateKey < KEYFILE"
+            "sshPrivateKey",
+            "[plain text, not shown]",
+            f"a secret: bin/deploy {stack} config rm sshPrivateKey, then bin/deploy {stack} config set --secret "
+            "sshPrivateKey < KEYFILE",
         )
     return Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"))
 
@@ -721,6 +729,9 @@ class Secrets:
     ssh_private_key: Any  # pulumi.Output[str] | None: None means "use the SSH agent"
 
 
+# Keys whose value is a secret: bin/deploy refuses to set them without --secret (keybuzz/preflight.py),
+# before the CLI writes anything, and the program refuses them when the stack file holds them in clear.
+SECRET_KEYS = ("sshPrivateKey",)
 STRUCTURED_KEYS = (
     "controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer", "ingress"
 )
@@ -804,12 +815,15 @@ def check_keys(
                     folded = {k.lower(): k for k in known}
                     close = [folded[m] for m in difflib.get_close_matches(name.lower(), folded, n=1, cutoff=0.6)]
                 hint = f"did you mean '{project}:{close[0]}'? " if close else ""
-                raise ConfigError(full_key, value, f"a known key: {hint}keys are {', '.join(known)}")
+                raise ConfigError(
+                    full_key, value, f"{hint}this project's keys are {', '.join(known)}", "is not a key of this project"
+                )
         elif difflib.get_close_matches(namespace, [project], n=1, cutoff=0.6):
             raise ConfigError(
                 full_key,
                 value,
-                f"the '{project}:' namespace (this project): did you mean '{project}:{name}'?",
+                f"did you mean '{project}:{name}'? (this project's keys are under '{project}:')",
+                f"is not under this project's namespace '{project}:'",
             )
 
 

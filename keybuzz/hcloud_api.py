@@ -33,6 +33,9 @@ from typing import Any, Protocol
 
 API_URL = "https://api.hetzner.cloud/v1"
 TOKEN_ENV = "HCLOUD_TOKEN"
+# The hcloud provider's endpoint override (terraform-provider-hcloud: `endpoint` defaults from it): honoured
+# here too, so the provider, bin/deploy's token check and these calls all talk to the same API.
+ENDPOINT_ENV = "HCLOUD_ENDPOINT"
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 # (method, url, headers, body or None, timeout) -> (HTTP status, response body)
@@ -93,10 +96,10 @@ def token_from_env(environ: dict[str, str] | None = None) -> str:
 class HcloudApi:
     """The endpoints the resize needs; every call returns the decoded JSON object or raises HcloudApiError."""
 
-    def __init__(self, token: str, transport: Transport | None = None, base_url: str = API_URL) -> None:
+    def __init__(self, token: str, transport: Transport | None = None, base_url: str | None = None) -> None:
         self._token = token
         self._transport = transport or urllib_transport
-        self._base_url = base_url.rstrip("/")
+        self._base_url = (base_url or os.environ.get(ENDPOINT_ENV) or API_URL).rstrip("/")
 
     def get_server(self, server_id: str) -> dict[str, Any]:
         return self._call("GET", f"/servers/{server_id}")["server"]

@@ -25,7 +25,7 @@ def test_replace_runs_up_with_the_servers_urn_and_names_the_node_for_the_program
     # `pulumi up` previews and asks before changing anything (no --yes added).
     assert call["argv"] == ["up", "--replace", CP1_URN, *POLICY, "--stack", "dev"]
     assert call["env"]["KEYBUZZ_REPLACE_NODES"] == "keybuzz-dev-cp-1"
-    assert call["env"]["HCLOUD_TOKEN"] == "hc-token"
+    assert call["env"]["HCLOUD_TOKEN"] == SECRETS["HCLOUD_TOKEN"]
     assert "replacing keybuzz-dev-cp-1:" in result.stderr
 
 

@@ -53,3 +53,17 @@ def test_action_problem_words_a_timeout_and_an_error_and_nothing_for_success():
     assert action_problem({"status": "running"}, 30) == "still 'running' after 30 s"
     failed = {"status": "error", "error": {"code": "server_disk_too_large", "message": "disk too large"}}
     assert action_problem(failed, 30) == "failed: server_disk_too_large: disk too large"
+
+
+def test_hcloud_endpoint_moves_the_calls_as_it_moves_the_provider(monkeypatch):
+    seen = []
+
+    def transport(method, url, headers, body, timeout):
+        seen.append(url)
+        return 200, b'{"action": {"id": 5, "status": "success"}}'
+
+    monkeypatch.setenv("HCLOUD_ENDPOINT", "http://127.0.0.1:9999/v1/")
+    HcloudApi(TOKEN, transport).get_action(5)
+    monkeypatch.delenv("HCLOUD_ENDPOINT")
+    HcloudApi(TOKEN, transport).get_action(5)
+    assert seen == ["http://127.0.0.1:9999/v1/actions/5", "https://api.hetzner.cloud/v1/actions/5"]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pulumi
 import pytest
 from harness import REPO, STACKS, run_program, secret_value
 
@@ -161,3 +162,17 @@ def test_probe_image_defaults_are_the_fixtures_pinned_references():
     assert verify["clientImage"] == fixture.DEFAULT_CLIENT_IMAGE
     assert verify["echoImage"] == fixture.DEFAULT_ECHO_IMAGE
     assert all("@sha256:" in image for image in (verify["clientImage"], verify["echoImage"]))
+
+
+def test_the_checks_summary_is_one_output_so_a_preview_shows_one_unknown():
+    preview = run_program("dev", preview=True, probe=lambda built: {
+        "summaryIsOneOutput": isinstance(built.exports["checks"], pulumi.Output),
+    })
+    assert preview.outputs["summaryIsOneOutput"] is True
+    assert "checks" in preview.unknown_outputs  # one unknown object, not 7 x 5 unknown fields
+
+
+def test_the_checks_summary_after_up_holds_each_checks_fields(run):
+    fields = {"tested", "total", "failed", "skipped", "latencyMs"}
+    assert all(set(summary) == fields for summary in run.outputs["checks"].values())
+    assert all(summary["failed"] == 0 for summary in run.outputs["checks"].values())
