@@ -92,7 +92,7 @@ def test_plan_prints_the_rollout_order_servers_first_then_agent_batches():
 
 
 def test_plan_shows_no_check_between_batches_when_turned_off(tmp_path):
-    doc = yaml.safe_load((REPO / "Pulumi.staging.yaml").read_text())
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.staging.yaml").read_text())
     doc["config"]["keybuzz-k3s:verify"] = {"betweenBatches": False}
     stack_file = tmp_path / "Pulumi.staging.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
