@@ -111,6 +111,8 @@ class VerifyConfig:
     client_image: str
     echo_image: str
     ingress_host: str
+    # The checks focused on each rollout batch (keybuzz/verify/rollout_check.py); off for an emergency rollout.
+    between_batches: bool = True
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ SHAPES: dict[str, str] = {
     "adminCidrs": 'a list of CIDRs, e.g. ["198.51.100.7/32"]',
     "nodePools": "a list of pools {name, count, serverType, labels, taints, upgradeDisk}",
     "controlPlane": "an object {count, serverType, upgradeDisk}",
-    "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost}",
+    "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost, betweenBatches}",
     "verify.externalUrls": 'a list of http(s) URLs, e.g. ["https://example.com/health"]',
     "apiLoadBalancer": "an object {mode, type, public}",
 }
@@ -414,7 +416,9 @@ def _promotes_from(value: object, stack: str) -> str:
     return promotes_from
 
 
-VERIFY_FIELDS = {"enabled", "timeoutSeconds", "externalUrls", "clientImage", "echoImage", "ingressHost"}
+VERIFY_FIELDS = {
+    "enabled", "timeoutSeconds", "externalUrls", "clientImage", "echoImage", "ingressHost", "betweenBatches"
+}
 
 
 def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
@@ -434,6 +438,7 @@ def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
         client_image=_pinned_image(raw.get("clientImage"), "verify.clientImage"),
         echo_image=_pinned_image(raw.get("echoImage"), "verify.echoImage"),
         ingress_host=_string(raw.get("ingressHost"), "verify.ingressHost", "a DNS host name"),
+        between_batches=_bool(raw.get("betweenBatches", True), "verify.betweenBatches"),
     )
 
 
