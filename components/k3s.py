@@ -17,6 +17,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import batch_checks
 from components.servers import ServerHandle
 from keybuzz import etcd_backup, k3s, kubeconfig_renewal, node_ops
 from keybuzz.cluster_origin import ClusterOrigin, may_initialise
@@ -36,7 +37,9 @@ class K3sCluster(pulumi.ComponentResource):
     """Installs K3s on every server, exports the kubeconfig and a Kubernetes provider built from it.
 
     Order (keybuzz/rollout.py): servers one at a time, each back to /readyz (and, on a change, its
-    node Ready and uncordoned) before the next; then agents in batches of ``agentUpgradeBatchSize``.
+    node Ready and uncordoned) before the next; then agents, a canary of one, then batches of
+    ``agentUpgradeBatchSize``. With ``verify.betweenBatches`` each batch's overlay check
+    (components/batch_checks.py) runs before the next batch is drained.
     """
 
     token: pulumi.Output[str]
@@ -48,6 +51,8 @@ class K3sCluster(pulumi.ComponentResource):
     installs: dict[str, command.remote.Command]
     ready: dict[str, command.remote.Command]
     rendered_configs: dict[str, pulumi.Output[str]]
+    fingerprints: dict[str, pulumi.Output[str]]
+    batch_checks: dict[int, pulumi.Resource]  # batch index -> its overlay check (verify.betweenBatches)
 
     def __init__(
         self,
@@ -90,14 +95,26 @@ class K3sCluster(pulumi.ComponentResource):
         # Recorded once: the Hetzner id of the server that created the cluster (the only one that may
         # run cluster-init). On an existing stack, its first run records the first server of the moment.
         self._origin = ClusterOrigin(f"{name}-cluster-origin", server_id=first.server.id, opts=child)
-        self.installs, self.ready, self.rendered_configs = {}, {}, {}
+        self.installs, self.ready, self.rendered_configs, self.fingerprints = {}, {}, {}, {}
         self._retires: dict[str, command.remote.Command] = {}
+        self.batch_checks = {}
         plan = plan_rollout(cfg)
+        # The checks need the kubeconfig, read below once the first server is up: handed over deferred.
+        checks_kubeconfig, resolve_checks_kubeconfig = pulumi.deferred_output()
+        checks = (
+            batch_checks.BatchChecks(
+                f"{cfg.cluster_name}-rollout-check", cfg, plan, checks_kubeconfig, self.fingerprints, self
+            )
+            if batch_checks.enabled(cfg)
+            else None
+        )
         for entry in plan:
             self._declare_node(entry, guard, extra_san)
+            if checks is not None:
+                self._check_batch(entry, checks)
         self.api_ready = self.ready[first.node.name]
-        # Everything that must have happened before the cluster has all its nodes.
-        self.joined = [*self.installs.values(), *self.ready.values()]
+        # Everything that must have happened before the cluster has all its nodes (and passed its checks).
+        self.joined = [*self.installs.values(), *self.ready.values(), *self.batch_checks.values()]
 
         raw_kubeconfig = command.remote.Command(
             f"{name}-kubeconfig",
@@ -149,6 +166,7 @@ class K3sCluster(pulumi.ComponentResource):
                 lambda args: k3s.kubeconfig_for_operator(args[0], f"https://{args[1]}:{k3s.API_PORT}", cfg.cluster_name)
             )
         )
+        resolve_checks_kubeconfig(self.kubeconfig)
         self.api_address = public_api
         # Through the load balancer, a request may reach any server: wait until every one of them
         # runs its current config (tls-san with that address included), and the LB is set up.
@@ -173,6 +191,20 @@ class K3sCluster(pulumi.ComponentResource):
             self._declare_node_metadata(entry)
         self.register_outputs({"kubeconfig": self.kubeconfig})
 
+    # --- the overlay check after each batch (components/batch_checks.py) ---------------------------
+
+    def _check_batch(self, entry: NodeRollout, checks: batch_checks.BatchChecks) -> None:
+        """After a batch's last node: its check, after the batch's ready steps; the next batch's
+        drains wait for it (``_batch_gate``). Re-target ``done`` at the batch barrier when there is one."""
+        if checks.last_of_batch(entry.batch, entry.node.name):
+            done = [self.ready[n] for n in checks.positions[entry.batch].focus]
+            self.batch_checks[entry.batch] = checks.after_batch(entry.batch, done)
+
+    def _batch_gate(self, entry: NodeRollout) -> list[pulumi.Resource]:
+        """What this node's drain waits for beyond the previous batch's ready steps: that batch's check."""
+        previous = self.batch_checks.get(entry.batch - 1)
+        return [previous] if previous is not None and entry.after else []
+
     # --- one node's chain ------------------------------------------------------------------------
 
     def _declare_node(self, entry: NodeRollout, guard: pulumi.Resource, extra_san: pulumi.Output[str]) -> None:
@@ -193,6 +225,7 @@ class K3sCluster(pulumi.ComponentResource):
                 lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
             )
         )
+        self.fingerprints[node.name] = fingerprint
 
         previous = [self._retires[entry.retire_after]] if entry.retire_after in self._retires else []
         self._retires[node.name] = command.remote.Command(
@@ -219,7 +252,7 @@ class K3sCluster(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
-        after = [guard, *(self.ready[n] for n in entry.after)]
+        after = [guard, *(self.ready[n] for n in entry.after), *self._batch_gate(entry)]
         if node.name != cfg.servers[0].name:
             after += self._join_through
         # A replaced server: the retire step's replacement drains and deletes the old Node; this

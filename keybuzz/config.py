@@ -114,6 +114,8 @@ class VerifyConfig:
     # Per external URL: () = resolved by DNS; ("edge",) = this stack's node public IPs; or given IPv4s.
     # Like `curl --resolve`: check the new edge before DNS points at it (README, "Moving from the runbook").
     external_resolve: tuple[tuple[str, ...], ...] = ()
+    # The checks focused on each rollout batch (keybuzz/verify/rollout_check.py); off for an emergency rollout.
+    between_batches: bool = True
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,7 @@ SHAPES: dict[str, str] = {
     "adminCidrs": 'a list of CIDRs, e.g. ["198.51.100.7/32"]',
     "nodePools": "a list of pools {name, count, serverType, labels, taints, upgradeDisk}",
     "controlPlane": "an object {count, serverType, upgradeDisk}",
-    "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost}",
+    "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost, betweenBatches}",
     "verify.externalUrls": 'a list of http(s) URLs or {url, resolve}, e.g. ["https://example.com/health"]',
     "apiLoadBalancer": "an object {mode, type, public}",
     "storage": "an object {csi, csiVersion, reclaimPolicy, localPath}",
@@ -422,7 +424,9 @@ def _promotes_from(value: object, stack: str) -> str:
     return promotes_from
 
 
-VERIFY_FIELDS = {"enabled", "timeoutSeconds", "externalUrls", "clientImage", "echoImage", "ingressHost"}
+VERIFY_FIELDS = {
+    "enabled", "timeoutSeconds", "externalUrls", "clientImage", "echoImage", "ingressHost", "betweenBatches"
+}
 
 
 def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
@@ -444,6 +448,7 @@ def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
         client_image=_pinned_image(raw.get("clientImage"), "verify.clientImage"),
         echo_image=_pinned_image(raw.get("echoImage"), "verify.echoImage"),
         ingress_host=_string(raw.get("ingressHost"), "verify.ingressHost", "a DNS host name"),
+        between_batches=_bool(raw.get("betweenBatches", True), "verify.betweenBatches"),
     )
 
 

@@ -40,6 +40,7 @@ from keybuzz.offline import (
     unwrap_secret,
 )
 from keybuzz.promotion import read_commit
+from keybuzz.verify.rollout_check import BATCH_OVERHEAD_S
 
 # The contract a CI gate reads (shared with bin/check-app).
 EXIT_OK, EXIT_POLICY = exit_codes.OK, exit_codes.POLICY
@@ -51,6 +52,7 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 LOAD_BALANCER = "hcloud:index/loadBalancer:LoadBalancer"
 LB_NETWORK = "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork"
 LB_TARGET = "hcloud:index/loadBalancerTarget:LoadBalancerTarget"
+BATCH_CHECK = "pulumi-python:dynamic/rollout:BatchOverlayCheck"  # keybuzz/verify/rollout_check.py
 
 
 def guardrails() -> Any:
@@ -133,10 +135,7 @@ def render_plan(run: ProgramRun, out: TextIO, placeholders: Sequence[str] = ()) 
             w("    # only the server recorded as the cluster's creator, while it has no etcd data, initialises with:\n")
             w("".join(f"    {line}\n" for line in bootstrap.splitlines()))
 
-    waves = rollout_order(run)
-    if waves:
-        w("\nRollout order (day 2: each node drained, changed, Ready and uncordoned before the next)\n  ")
-        w(" -> ".join(wave[0] if len(wave) == 1 else f"[{', '.join(wave)}]" for wave in waves) + "\n")
+    _render_rollout(run, w)
 
     for inst in run.of_type(INSTALLATION):
         network = inst.inputs["spec"]["calicoNetwork"]
@@ -192,6 +191,39 @@ def _render_day2(run: ProgramRun, w: Any) -> None:
             f"Preview refuses: a change of image ({guard.inputs['image']}) or location ({guard.inputs['location']}), "
             f"a K3s version below the deployed one, a key list sharing no key with the deployed one\n"
         )
+
+
+def _render_rollout(run: ProgramRun, w: Any) -> None:
+    """The rollout order, with the overlay check after each batch where there is one."""
+    waves = rollout_order(run)
+    if not waves:
+        return
+    checked = checked_waves(run, waves)
+    w("\nRollout order (day 2: each node drained, changed, Ready and uncordoned before the next)\n  ")
+    steps = []
+    for i, wave in enumerate(waves):
+        steps.append(wave[0] if len(wave) == 1 else f"[{', '.join(wave)}]")
+        if i in checked:
+            steps.append("check")
+    w(" -> ".join(steps) + "\n")
+    checks = run.of_type(BATCH_CHECK)
+    if not checks:
+        w("  no overlay check between batches (verify.betweenBatches or verify.enabled is false)\n")
+        return
+    timeout = _num(checks[0].inputs.get("timeoutSeconds"))
+    w(
+        f"  check = the overlay checks focused on the batch just rolled ({len(checks)} in all, verify.betweenBatches): "
+        f"at most {timeout} s + {BATCH_OVERHEAD_S} s each, only for a batch that changed; a failure stops the "
+        "rollout there. The first agent batch is a canary of one.\n"
+    )
+
+
+def checked_waves(run: ProgramRun, waves: Sequence[Sequence[str]]) -> set[int]:
+    """Indexes of the waves an overlay check follows: a check waits for exactly that wave's ready steps."""
+    after = [
+        {d.split("-k3s-ready-", 1)[1] for d in r.depends_on if "-k3s-ready-" in d} for r in run.of_type(BATCH_CHECK)
+    ]
+    return {i for i, wave in enumerate(waves) if set(wave) in after}
 
 
 def rollout_order(run: ProgramRun) -> list[list[str]]:

@@ -7,7 +7,8 @@ server type) goes through the same chain on that node, and nodes go through it i
 
 - servers first, one at a time, each back to /readyz and Ready before the next (etcd quorum, and
   K3s wants servers upgraded before agents);
-- then agents, ``agentUpgradeBatchSize`` at a time, each batch after the previous one is back.
+- then agents: one alone first (the canary), then ``agentUpgradeBatchSize`` at a time, each batch
+  after the previous one is back (and, with ``verify.betweenBatches``, its overlay check passed).
 
 Removing a node is the reverse chain, on ``pulumi up`` deletes: every node has a "retire" step
 whose delete drains the node and deletes its Node (for a server, K3s then removes its etcd member,
@@ -54,10 +55,15 @@ class NodeRollout:
 
 
 def agent_batches(agents: tuple[Node, ...], size: int) -> tuple[tuple[Node, ...], ...]:
-    """Agents in plan order, cut into batches of ``size`` (the last one may be smaller)."""
+    """Agents in plan order: a canary of one, then batches of ``size`` (the last one may be smaller).
+
+    The canary: whatever the batch size, the first agent goes alone, so a change that breaks the pod
+    network is caught (keybuzz/verify/rollout_check.py) with one agent drained, not a whole batch.
+    """
     if size < 1:
         raise ValueError(f"batch size must be >= 1, not {size}")
-    return tuple(agents[i : i + size] for i in range(0, len(agents), size))
+    canary, rest = agents[:1], agents[1:]
+    return ((canary,) if canary else ()) + tuple(rest[i : i + size] for i in range(0, len(rest), size))
 
 
 def plan_rollout(cfg: ClusterConfig) -> tuple[NodeRollout, ...]:

@@ -157,25 +157,6 @@ def connecting_key_problem(private_key: str, public_keys: Sequence[str]) -> str 
     )
 
 
-def agent_key_problem(agent_listing: str, public_keys: Sequence[str]) -> str | None:
-    """Why the SSH agent cannot reach nodes that get ``public_keys``, or None.
-
-    ``agent_listing`` is what ``ssh-add -L`` prints: one public key per line, or "The agent has no
-    identities." With no ``sshPrivateKey``, Pulumi offers every agent key; one listed key is enough.
-    """
-    agent = [line.strip() for line in agent_listing.splitlines() if len(line.split()) >= 2 and "AAAA" in line]
-    if not agent:
-        return "the SSH agent holds no key (ssh-add -L lists none): `ssh-add KEYFILE`, or set sshPrivateKey"
-    listed = {key_blob(k) for k in public_keys}
-    if any(key_blob(k) in listed for k in agent):
-        return None
-    return (
-        f"none of the SSH agent's keys ({', '.join(fingerprint(k) for k in agent)}) is in sshPublicKeys: "
-        "Pulumi would connect with them and the nodes would not accept them. Add yours to sshPublicKeys, "
-        "or `ssh-add` a key that is listed"
-    )
-
-
 def authorized_keys_script(keys: Sequence[str], path: str = AUTHORIZED_KEYS) -> str:
     """A bash script that makes the managed block of ``path`` hold exactly ``keys``.
 
@@ -224,26 +205,3 @@ trap - EXIT
 echo "keybuzz: {len(keys)} managed key(s) in $file"
 """
 
-
-def main(argv: list[str], stdin: str) -> int:
-    """``ssh-add -L | python -m keybuzz.ssh_keys agent-check <stack>``: 0 when an agent key is in the
-    stack file's sshPublicKeys, else the reason on stderr and 1. For bin/deploy's SSH preflight."""
-    import sys
-    from pathlib import Path
-
-    if len(argv) != 2 or argv[0] != "agent-check":
-        print("usage: ssh-add -L | python -m keybuzz.ssh_keys agent-check <stack>", file=sys.stderr)
-        return 2
-    from keybuzz.replace import stack_file_config
-
-    problem = agent_key_problem(stdin, stack_file_config(argv[1], Path.cwd()).ssh_public_keys)
-    if problem:
-        print(f"SSH agent: {problem}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:], sys.stdin.read()))

@@ -132,7 +132,9 @@ def test_a_pod_cidr_change_is_refused_at_preview(run):
 
 def test_calico_and_ingress_use_the_clusters_provider_and_wait_for_it(run):
     provider = f"::keybuzz-{run.stack}-k3s-k8s::"
-    joined = {r.name for r in run.resources if "-k3s-install-" in r.name or "-k3s-ready-" in r.name}
+    # ... and every rollout batch's overlay check (keybuzz/verify/rollout_check.py) passed or skipped.
+    joined = {r.name for r in run.resources if "-k3s-install-" in r.name or "-k3s-ready-" in r.name
+              or "-rollout-check-batch-" in r.name}
     operator = release(run, "tigera-operator")
     installation = the(run, INSTALLATION)
     pool = the(run, IPPOOL_PATCH)

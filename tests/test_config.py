@@ -323,3 +323,17 @@ def test_prod_protects_its_resources_and_upgrade_disk_defaults_off():
     assert prod["keybuzz-k3s:deletionProtection"] is True
     cfg = parse_config(raw_config(), "dev", project_defaults())
     assert cfg.deletion_protection is False and not any(n.upgrade_disk for n in cfg.nodes)
+
+
+def test_checks_between_rollout_batches_default_on_and_can_be_turned_off():
+    assert parse_config(raw_config(), "dev", project_defaults()).verify.between_batches is True
+    cfg = parse_config(raw_config(verify={"betweenBatches": False}), "dev", project_defaults())
+    assert cfg.verify.between_batches is False
+    assert cfg.verify.timeout_seconds == 60  # the other fields keep their defaults
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "off", None])
+def test_a_bad_between_batches_value_is_refused_naming_the_key(value):
+    err = error_for(verify={"betweenBatches": value})
+    assert (err.key, err.value) == ("verify.betweenBatches", value)
+    assert "true or false" in str(err) and "verify.betweenBatches" in str(err)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from keybuzz.guards import SshKeysRecordProvider, confirmed_keys_problem
-from keybuzz.ssh_keys import agent_key_problem, connecting_key_problem, fingerprint, public_key_from_private
+from keybuzz.ssh_keys import connecting_key_problem, fingerprint, public_key_from_private
 
 SSH = Path(__file__).resolve().parent / "fixtures" / "ssh"
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl other@laptop"
@@ -49,24 +49,6 @@ def test_an_unlisted_key_names_its_fingerprint_and_the_fix():
     assert "ssh-keygen -y -f KEYFILE" in problem and "locked out" in problem
 
 
-def test_an_agent_with_a_listed_key_passes():
-    listing = (SSH / "ssh-add-L_two_keys.txt").read_text()
-    assert agent_key_problem(listing, [public("throwaway_ed25519")]) is None
-
-
-def test_an_agent_without_a_listed_key_names_its_keys():
-    listing = (SSH / "ssh-add-L_two_keys.txt").read_text()
-    problem = agent_key_problem(listing, [OTHER])
-    assert problem is not None and fingerprint(public("throwaway_ed25519")) in problem
-    assert problem.count("SHA256:") == 2
-
-
-def test_an_empty_agent_is_named():
-    listing = (SSH / "ssh-add-L_empty.txt").read_text()
-    assert listing.strip() == "The agent has no identities."
-    assert "holds no key" in agent_key_problem(listing, [OTHER])
-
-
 # --- the record of keys every node has ------------------------------------------------------------
 
 
@@ -88,25 +70,3 @@ def test_lists_sharing_a_confirmed_key_pass(confirmed, configured):
     result = SshKeysRecordProvider().check({"sshKeyFingerprints": confirmed}, {"sshKeyFingerprints": configured})
     assert not result.failures
 
-
-def test_the_agent_check_command_reads_the_stack_file_and_ssh_add_output(tmp_path):
-    import shutil
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    shutil.copy(root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    doc = (root / "Pulumi.dev.yaml").read_text().replace(
-        "config:\n", f'config:\n  keybuzz-k3s:sshPublicKeys: ["{public("throwaway_ed25519")}"]\n'
-        '  keybuzz-k3s:adminCidrs: ["198.51.100.7/32"]\n', 1)
-    (tmp_path / "Pulumi.dev.yaml").write_text(doc)
-
-    def check(listing: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "keybuzz.ssh_keys", "agent-check", "dev"], input=listing,
-                              cwd=tmp_path, env={"PYTHONPATH": str(root)}, capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
-
-    ok = check((SSH / "ssh-add-L_two_keys.txt").read_text())
-    assert ok.returncode == 0, ok.stderr
-    empty = check((SSH / "ssh-add-L_empty.txt").read_text())
-    assert empty.returncode == 1 and "holds no key" in empty.stderr

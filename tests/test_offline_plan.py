@@ -79,11 +79,28 @@ def test_a_dirty_tree_is_one_plan_line_not_the_ups_withheld_warning(monkeypatch,
 
 def test_plan_prints_the_rollout_order_servers_first_then_agent_batches():
     _, text = committed_plan("staging")
-    names = " -> ".join(f"keybuzz-staging-{n}" for n in ("cp-1", "cp-2", "cp-3", "workers-1", "workers-2"))
+    names = " -> check -> ".join(f"keybuzz-staging-{n}" for n in ("cp-1", "cp-2", "cp-3", "workers-1", "workers-2"))
     heading = "Rollout order (day 2: each node drained, changed, Ready and uncordoned before the next)"
-    assert f"{heading}\n  {names}\n" in text
-    run = run_program("staging", overrides={"keybuzz-k3s:agentUpgradeBatchSize": 2})
-    assert rollout_order(run)[-1] == ["keybuzz-staging-workers-1", "keybuzz-staging-workers-2"]
+    assert f"{heading}\n  {names} -> check\n" in text
+    assert "  check = the overlay checks focused on the batch just rolled (5 in all, verify.betweenBatches): at " \
+           "most 60 s + 10 s each" in text
+    pools = [{"name": "workers", "count": 3, "serverType": "cx33"}]
+    run = run_program("staging", overrides={"keybuzz-k3s:agentUpgradeBatchSize": 2, "keybuzz-k3s:nodePools": pools})
+    # The canary alone, then a batch of two.
+    assert rollout_order(run)[-2:] == [["keybuzz-staging-workers-1"], ["keybuzz-staging-workers-2",
+                                                                        "keybuzz-staging-workers-3"]]
+
+
+def test_plan_shows_no_check_between_batches_when_turned_off(tmp_path):
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.staging.yaml").read_text())
+    doc["config"]["keybuzz-k3s:verify"] = {"betweenBatches": False}
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(yaml.safe_dump(doc))
+    code, text = plan("staging", "--stack-file", str(stack_file))
+    assert code == EXIT_OK, text
+    names = " -> ".join(f"keybuzz-staging-{n}" for n in ("cp-1", "cp-2", "cp-3", "workers-1", "workers-2"))
+    assert f"  {names}\n  no overlay check between batches (verify.betweenBatches or verify.enabled is false)\n" \
+        in text
 
 
 def test_plan_names_the_promotion_gate_of_a_gated_stack():

@@ -24,11 +24,12 @@ def test_servers_go_one_at_a_time_then_agents_in_batches_after_the_last_server()
         ("keybuzz-cp-1", SERVERS_WAVE, 0, ()),
         ("keybuzz-cp-2", SERVERS_WAVE, 1, ("keybuzz-cp-1",)),
         ("keybuzz-cp-3", SERVERS_WAVE, 2, ("keybuzz-cp-2",)),
+        # The canary goes alone, whatever the batch size.
         ("keybuzz-w-1", AGENTS_WAVE, 3, ("keybuzz-cp-3",)),
-        ("keybuzz-w-2", AGENTS_WAVE, 3, ("keybuzz-cp-3",)),
-        ("keybuzz-w-3", AGENTS_WAVE, 4, ("keybuzz-w-1", "keybuzz-w-2")),
-        ("keybuzz-w-4", AGENTS_WAVE, 4, ("keybuzz-w-1", "keybuzz-w-2")),
-        ("keybuzz-w-5", AGENTS_WAVE, 5, ("keybuzz-w-3", "keybuzz-w-4")),
+        ("keybuzz-w-2", AGENTS_WAVE, 4, ("keybuzz-w-1",)),
+        ("keybuzz-w-3", AGENTS_WAVE, 4, ("keybuzz-w-1",)),
+        ("keybuzz-w-4", AGENTS_WAVE, 5, ("keybuzz-w-2", "keybuzz-w-3")),
+        ("keybuzz-w-5", AGENTS_WAVE, 5, ("keybuzz-w-2", "keybuzz-w-3")),
     ]
 
 
@@ -66,12 +67,22 @@ def test_growing_a_pool_appends_without_moving_existing_nodes():
     assert rollout_of(after, "keybuzz-w-3").after == ("keybuzz-w-2",)
 
 
-@pytest.mark.parametrize(("size", "expected"), [(1, [1, 1, 1]), (2, [2, 1]), (3, [3]), (10, [3])])
+@pytest.mark.parametrize(("size", "expected"), [(1, [1, 1, 1]), (2, [1, 2]), (3, [1, 2]), (10, [1, 2])])
 def test_agent_batches_cut_in_plan_order(size, expected):
     agents = cluster(workers=3).agents
     batches = agent_batches(agents, size)
     assert [len(b) for b in batches] == expected
     assert [n for b in batches for n in b] == list(agents)
+
+
+@pytest.mark.parametrize(("workers", "size", "expected"), [(10, 4, [1, 4, 4, 1]), (1, 5, [1]), (0, 3, []),
+                                                          (5, 1, [1, 1, 1, 1, 1])])
+def test_the_first_agent_batch_is_a_canary_of_one_whatever_the_batch_size(workers, size, expected):
+    batches = agent_batches(cluster(workers=workers).agents, size)
+    assert [len(b) for b in batches] == expected
+    assert [e.batch for e in plan_rollout(cluster(workers=workers, batch=size)) if e.wave == AGENTS_WAVE] == [
+        3 + i for i, n in enumerate(expected) for _ in range(n)
+    ]
 
 
 def test_a_batch_size_below_one_is_a_programming_error():

@@ -126,8 +126,9 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources if "__provider" in r.inputs}
     # the checks, the critical-config guard, the promotion gate, the ingress edge guard, the deployed-stack
     # guard, one server-type change per node (3 servers + 2 workers), the API LB's public-interface switch,
-    # the cluster origin (which server may run cluster-init), the record of SSH keys on every node
-    assert len(blobs) == len(CHECK_NAMES) + 4 + 5 + 1 + 1 + 1
+    # the cluster origin (which server may run cluster-init), the record of SSH keys on every node, one
+    # overlay check per rollout batch (3 servers, 2 agent batches)
+    assert len(blobs) == len(CHECK_NAMES) + 4 + 5 + 1 + 1 + 1 + 5
     done = subprocess.run(
         [sys.executable, "-c", FRESH],
         input=json.dumps(blobs),
@@ -149,6 +150,8 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     assert loaded["keybuzz-staging-deployed-stack"][0] == "keybuzz.guards.DeployedStackProvider"
     assert loaded["keybuzz-staging-authorized-keys-on-every-node"][0] == "keybuzz.guards.SshKeysRecordProvider"
     assert loaded["keybuzz-staging-k3s-cluster-origin"][0] == "keybuzz.cluster_origin.ClusterOriginProvider"
+    # A batch check with nothing new to compare is no change (it runs when its batch's fingerprints differ).
+    assert loaded["keybuzz-staging-rollout-check-batch-0"] == ["keybuzz.verify.rollout_check.BatchCheckProvider", False]
 
 
 def test_probe_image_defaults_are_the_fixtures_pinned_references():

@@ -67,10 +67,18 @@ class CheckInputs:
     # ClusterIP calls per client pod; 0 = plan.clusterip_calls(node count). The lab raises it so a
     # backend unreachable from one node is hit with near certainty.
     clusterip_calls: int = 0
+    # The nodes a rollout batch just changed: only the paths to or from them, and the per-node probes
+    # (DNS, ClusterIP, ingress, external, Calico) on them; empty = every node (the full checks).
+    focus: tuple[str, ...] = ()
 
     @property
     def node_names(self) -> list[str]:
         return sorted(self.nodes)
+
+    @property
+    def judged_nodes(self) -> list[str]:
+        """The nodes whose own probes are judged: the focus, else every node."""
+        return plan.sources(self.node_names, self.focus)
 
     @classmethod
     def from_props(cls, props: Mapping[str, Any]) -> CheckInputs:
@@ -88,6 +96,7 @@ class CheckInputs:
             ingress_host=str(props.get("ingressHost") or fixture.DEFAULT_INGRESS_HOST),
             ingress_controller=str(props.get("ingressController") or fixture.DEFAULT_INGRESS_CONTROLLER),
             ingress_port=int(props.get("ingressPort") or plan.INGRESS_PORT),
+            focus=tuple(sorted(str(n) for n in props.get("focus") or ())),
         )
 
 
@@ -323,7 +332,7 @@ def discover(ctx: Context, need_echo: bool = True, reserve: float = 15.0) -> pla
 
 def check_calico(ctx: Context) -> Verdict:
     """calico-node Ready, the pool, node addresses and BGP sessions, from the API alone."""
-    a, nodes = ctx.access, ctx.inputs.node_names
+    a, nodes = ctx.access, ctx.inputs.judged_nodes
     with ctx.progress.step("list nodes"):
         api_nodes = a.list_nodes()
     calico_pods: list[dict[str, Any]] = []
@@ -346,9 +355,11 @@ def check_dns(ctx: Context) -> Verdict:
         svc = ctx.access.get_service("default", "kubernetes")
     expected = ((svc or {}).get("spec") or {}).get("clusterIP", "")
     pods = discover(ctx, need_echo=False)
-    outputs, errors = run_plans(ctx, plan.plan_dns(ctx.inputs.node_names, pods, timeouts=ctx.inputs.timeouts))
-    verdict = judge.judge_dns(ctx.inputs.node_names, outputs, expected, pods.clients, errors,
-                              ctx.inputs.probe_namespace)
+    focus = ctx.inputs.focus
+    outputs, errors = run_plans(ctx, plan.plan_dns(ctx.inputs.node_names, pods, timeouts=ctx.inputs.timeouts,
+                                                   focus=focus))
+    verdict = judge.judge_dns(ctx.inputs.judged_nodes, outputs, expected, pods.clients, errors,
+                              ctx.inputs.probe_namespace, focused=bool(focus))
     if not expected:
         verdict.failures.insert(0, Failure("Service default/kubernetes", "has no ClusterIP",
                                            "the API server's Service is missing: K3s server not healthy"))
@@ -365,35 +376,39 @@ def check_clusterip(ctx: Context) -> Verdict:
         return Verdict(check="ClusterIP", tested=f"Service {ns}/{fixture.ECHO_NAME}", total=1, unit="services",
                        failures=[Failure(f"Service {ns}/{fixture.ECHO_NAME}", "missing or has no ClusterIP",
                                          "the probe fixture is not deployed (see the verification component)")])
-    nodes = ctx.inputs.node_names
-    calls = ctx.inputs.clusterip_calls or plan.clusterip_calls(len(nodes))
-    outputs, errors = run_plans(ctx, plan.plan_clusterip(nodes, pods, ip, calls, ctx.inputs.timeouts))
-    return judge.judge_clusterip(nodes, outputs, ip, pods.clients, sorted(pods.echo_ips), errors, ns)
+    nodes, judged, focus = ctx.inputs.node_names, ctx.inputs.judged_nodes, ctx.inputs.focus
+    calls = ctx.inputs.clusterip_calls or plan.clusterip_calls(len(nodes), len(judged))
+    outputs, errors = run_plans(ctx, plan.plan_clusterip(nodes, pods, ip, calls, ctx.inputs.timeouts, focus))
+    return judge.judge_clusterip(judged, outputs, ip, pods.clients, sorted(pods.echo_ips), errors, ns,
+                                 focused=bool(focus))
 
 
 def check_mesh(ctx: Context) -> Verdict:
     pods = discover(ctx)
     nodes = ctx.inputs.node_names
-    outputs, errors = run_plans(ctx, plan.plan_mesh(nodes, pods, ctx.inputs.timeouts))
+    focus = ctx.inputs.focus
+    outputs, errors = run_plans(ctx, plan.plan_mesh(nodes, pods, ctx.inputs.timeouts, focus))
     return judge.judge_mesh(nodes, outputs, pods.clients, pods.echo_ips, errors, ctx.inputs.probe_namespace,
-                            ctx.inputs.timeouts)
+                            ctx.inputs.timeouts, focus)
 
 
 def check_mtu(ctx: Context) -> Verdict:
     pods = discover(ctx, reserve=ctx.inputs.timeouts.bulk_s + 5)
     nodes, mtu = ctx.inputs.node_names, ctx.inputs.pool_mtu
-    outputs, errors = run_plans(ctx, plan.plan_mtu(nodes, pods, mtu, ctx.inputs.timeouts))
+    focus = ctx.inputs.focus
+    outputs, errors = run_plans(ctx, plan.plan_mtu(nodes, pods, mtu, ctx.inputs.timeouts, focus))
     return judge.judge_mtu(nodes, outputs, pods.clients, pods.echo_ips, mtu, errors, ctx.inputs.probe_namespace,
-                           ctx.inputs.timeouts)
+                           ctx.inputs.timeouts, focus)
 
 
 def check_ingress(ctx: Context) -> Verdict:
     pods = discover(ctx)
     nodes, host = ctx.inputs.node_names, ctx.inputs.ingress_host
-    port, controller = ctx.inputs.ingress_port, ctx.inputs.ingress_controller
-    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host, ctx.inputs.timeouts, port))
-    return judge.judge_ingress(nodes, outputs, plan.ingress_prober(nodes, pods), ctx.inputs.nodes, host, errors,
-                               ctx.inputs.probe_namespace, controller, port=port)
+    port, controller, focus = ctx.inputs.ingress_port, ctx.inputs.ingress_controller, ctx.inputs.focus
+    outputs, errors = run_plans(ctx, plan.plan_ingress(nodes, pods, ctx.inputs.nodes, host, ctx.inputs.timeouts, port,
+                                                       focus))
+    return judge.judge_ingress(nodes, outputs, plan.ingress_prober(nodes, pods, focus), ctx.inputs.nodes, host, errors,
+                               ctx.inputs.probe_namespace, controller, port=port, focus=focus)
 
 
 def check_external(ctx: Context) -> Verdict:
@@ -406,8 +421,10 @@ def check_external(ctx: Context) -> Verdict:
         return judge.judge_external(nodes, {}, {}, urls)
     pods = discover(ctx, need_echo=False)
     resolve = ctx.inputs.external_resolve
-    outputs, errors = run_plans(ctx, plan.plan_external(nodes, pods, urls, ctx.inputs.timeouts, resolve))
-    return judge.judge_external(nodes, outputs, pods.clients, urls, errors, ctx.inputs.probe_namespace, resolve)
+    outputs, errors = run_plans(ctx, plan.plan_external(nodes, pods, urls, ctx.inputs.timeouts, ctx.inputs.focus,
+                                                        resolve))
+    return judge.judge_external(ctx.inputs.judged_nodes, outputs, pods.clients, urls, errors,
+                                ctx.inputs.probe_namespace, resolve, resolve_order=nodes)
 
 
 CHECKS: dict[str, Callable[[Context], Verdict]] = {

@@ -333,9 +333,15 @@ def test_api_load_balancer_public_on_moves_the_api_address_and_replaces_nothing(
     k3s = "keybuzz-staging-k3s"
     servers_restart = {f"{k3s}-{step}-keybuzz-staging-{n}" for step in ("drain", "install", "ready")
                        for n in STAGING_SERVERS}
+    # Each rollout batch's overlay check gets the new kubeconfig; the servers' batches also their new
+    # fingerprints (so those checks run: keybuzz/verify/rollout_check.py), the agents' do not.
+    batch_checks = {f"keybuzz-staging-rollout-check-batch-{i}" for i in range(5)}
     expected = {"keybuzz-staging-api-lb-network", "keybuzz-staging-api-lb-public-interface", f"{k3s}-k8s",
-                *servers_restart}
+                *servers_restart, *batch_checks}
     assert set(changes) - set(per_run) == expected
+    for i in range(5):
+        assert changes[f"keybuzz-staging-rollout-check-batch-{i}"] == (
+            {"kubeconfig", "fingerprints"} if i < 3 else {"kubeconfig"}), i
     # What also changes on every run only picks up the new kubeconfig (the checks talk to the API).
     for name in set(changes) & set(per_run):
         assert changes[name] <= per_run[name] | {"kubeconfig"}, name

@@ -109,11 +109,13 @@ def test_agents_upgrade_in_batches_of_agent_upgrade_batch_size():
     lb = f"{C}-api-lb"
     guard = f"{K}-critical-config"
     ready = [f"{K}-ready-{C}-workers-{i}" for i in range(1, 6)]
-    assert deps(run, "drain", "workers-1") == [guard, f"{K}-ready-{C}-cp-3", lb, f"{K}-retire-{C}-workers-1"]
-    assert deps(run, "drain", "workers-2") == [guard, f"{K}-ready-{C}-cp-3", lb, f"{K}-retire-{C}-workers-2"]
-    assert deps(run, "drain", "workers-3") == [guard, ready[0], ready[1], lb, f"{K}-retire-{C}-workers-3"]
-    assert deps(run, "drain", "workers-4") == [guard, ready[0], ready[1], lb, f"{K}-retire-{C}-workers-4"]
-    assert deps(run, "drain", "workers-5") == [guard, ready[2], ready[3], lb, f"{K}-retire-{C}-workers-5"]
+    check = [f"{C}-rollout-check-batch-{i}" for i in range(6)]  # 3 servers, then the agents' batches
+    # The canary (workers-1) goes alone, then batches of 2; each waits for the previous batch's check.
+    assert deps(run, "drain", "workers-1") == [guard, f"{K}-ready-{C}-cp-3", check[2], lb, f"{K}-retire-{C}-workers-1"]
+    assert deps(run, "drain", "workers-2") == [guard, ready[0], check[3], lb, f"{K}-retire-{C}-workers-2"]
+    assert deps(run, "drain", "workers-3") == [guard, ready[0], check[3], lb, f"{K}-retire-{C}-workers-3"]
+    assert deps(run, "drain", "workers-4") == [guard, ready[1], ready[2], check[4], lb, f"{K}-retire-{C}-workers-4"]
+    assert deps(run, "drain", "workers-5") == [guard, ready[1], ready[2], check[4], lb, f"{K}-retire-{C}-workers-5"]
 
 
 def test_label_add_and_remove_changes_only_the_node_patches(base):

@@ -501,6 +501,12 @@ table inet labfault {
         """No Service DNAT on ``node`` (kube-proxy not running there)."""
         self._kube_proxy(self.node(node), present=False, dns_endpoints=True)
 
+    def break_overlay(self, node: str) -> None:
+        """``node`` loses its routes to every other node's pods (a change left BIRD unable to
+        program tunl0 routes there): every path to or from its pods breaks, nothing else does."""
+        others = frozenset(n.name for n in self.lab_nodes if n.name != node)
+        self._set_routes(self.node(node), TUNNEL_MTU, skip=others)
+
     def remove_routes(self, node: str, to: str) -> None:
         """``node`` loses its route to ``to``'s pod CIDR (BIRD not exchanging routes)."""
         self._set_routes(self.node(node), TUNNEL_MTU, skip=frozenset({to}))

@@ -97,3 +97,14 @@ def test_the_program_hands_the_external_check_this_stacks_public_ips_for_edge():
     edge, plain = check.inputs["externalResolve"]
     assert sorted(ip.rsplit(".", 1)[1] for ip in edge) == public and plain == []
     assert all(ip.startswith("203.0.113.") for ip in check.inputs["externalResolve"][0])
+
+
+def test_a_focused_batch_check_uses_and_names_each_clients_address_from_the_full_order():
+    everyone = plan.plan_external(NODES, PODS, ["https://b.example/"], resolve=[EDGE])
+    full = {p.node: p.probes[0].command for p in everyone}
+    focused = plan.plan_external(NODES, PODS, ["https://b.example/"], focus=["kb-workers-2"], resolve=[EDGE])
+    assert [(p.node, p.probes[0].command) for p in focused] == [("kb-workers-2", full["kb-workers-2"])]
+    outputs = {"kb-workers-2": {"ext:0": RawOutput("curl: (7) Failed to connect\n@@curl 000 0 0.002", 7)}}
+    verdict = judge.judge_external(["kb-workers-2"], outputs, PODS.clients, ["https://b.example/"], resolve=[EDGE],
+                                   resolve_order=NODES)
+    assert [f.where for f in verdict.failures] == ["kb-workers-2→https://b.example/ (resolved to 203.0.113.10)"]

@@ -19,8 +19,13 @@ def judge_clusterip(
     echo_nodes: Sequence[str],
     exec_errors: Mapping[str, str] | None = None,
     namespace: str = "overlay-probe",
+    focused: bool = False,
 ) -> Verdict:
     """From every node the Service answers; pooled over all calls every backend (one per node) answers.
+
+    ``focused``: only ``nodes`` (a rollout batch's) called. A backend they never reached is then
+    already said by their own failure ("from <node>"), as the full checks say it; it is named on
+    its own only when their calls otherwise passed (a backend missing from the endpoints).
 
     Calls are the ``svc:*`` probes of each pod (one curl each, or one loop of curls). A call that
     answered but whose connect took >= 1 s lost its first SYN: counted as lost, not as passed
@@ -59,8 +64,9 @@ def judge_clusterip(
             failures.append(_some_calls_lost(node, calls, bad))
         elif unfinished and not calls:
             failures.append(unfinished_failure(f"from {node}", unfinished[:3]))
+    said_from = focused and any(f.where.startswith("from ") for f in failures)
     for node in sorted(echo_nodes):
-        if calls_total and seen[node] == 0:
+        if calls_total and seen[node] == 0 and not said_from:
             failures.append(Failure(f"backend on {node}", f"never answered in {calls_total} calls",
                                     f"the echo pod on {node} is unreachable from the other nodes (overlay path "
                                     f"to {node}), or missing from the Service endpoints"))
@@ -68,7 +74,8 @@ def judge_clusterip(
         check="ClusterIP",
         tested=(f"Service {service_ip}:80 from every node, {calls_total} calls, backends seen: "
                 + ", ".join(f"{n}×{c}" for n, c in sorted(seen.items()))),
-        total=len(nodes) * 2,
+        # Answers from each node judged, answered by each backend (every node's, also in a focused run).
+        total=len(nodes) + len(set(nodes) | set(echo_nodes)),
         failures=failures,
         unit="node checks (answers from, answered by)",
         latency_ms=latency_summary(times),

@@ -71,6 +71,7 @@ def walk_paths(
     report_missing_pods: bool = True,
     optional: Sequence[str] = (),
     partial: Sequence[str] = (),
+    focus: Sequence[str] | None = None,
 ) -> Iterator[PathProbes]:
     """Yield every judgeable cross-node path; append the failures of the others to ``failures``.
 
@@ -79,8 +80,9 @@ def walk_paths(
     never as a network fault. ``optional`` kinds may be absent (older fixtures). A path whose
     unfinished probes are all in ``partial`` is still yielded (``unfinished`` names them), so the
     judge can use what finished: the probes of an exec cut by its deadline are not all lost.
+    ``focus``: only the paths to or from those nodes were probed (plan.cross_node_pairs).
     """
-    for src, dst in cross_node_pairs(nodes):
+    for src, dst in cross_node_pairs(nodes, focus):
         where = path(src, dst)
         if src not in clients:
             if report_missing_pods:

@@ -18,6 +18,7 @@ def judge_external(
     exec_errors: Mapping[str, str] | None = None,
     namespace: str = "overlay-probe",
     resolve: Sequence[Sequence[str]] = (),
+    resolve_order: Sequence[str] | None = None,
 ) -> Verdict:
     """Every configured URL answers 200 (after redirects) from a pod on every node; none = skipped."""
     if not urls:
@@ -26,12 +27,15 @@ def judge_external(
     failures = missing_pod_failures(nodes, clients, "client", namespace)
     failures += exec_failures(exec_errors or {}, namespace)
     times: list[float] = []
-    for k, node in enumerate(sorted(nodes)):
+    # The client's place in the full node order picks its address (plan_external): a focused run
+    # judges a subset of ``nodes`` with the addresses they used.
+    order = {n: k for k, n in enumerate(sorted(resolve_order if resolve_order is not None else nodes))}
+    for node in sorted(nodes):
         if node not in clients or (exec_errors and node in exec_errors):
             continue
         for i, url in enumerate(urls):
             raw = outputs.get(node, {}).get(probe_key("ext", str(i)))
-            address = external_address(resolve, i, k)
+            address = external_address(resolve, i, order.get(node, 0))
             where = f"{node}{ARROW}{url}" + (f" (resolved to {address})" if address else "")
             if raw is None:
                 failures.append(Failure(where, "no result", CAUSE_EXEC.format(ns=namespace)))

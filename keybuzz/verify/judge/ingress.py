@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from keybuzz.verify.judge.common import CAUSE_EXEC, CAUSE_PROBE_POD, unfinished_failure
 from keybuzz.verify.judge.parsers import describe_curl_failure, parse_curl
 from keybuzz.verify.judge.verdict import Failure, Verdict, latency_summary, path
-from keybuzz.verify.plan import INGRESS_PORT, RawOutput, probe_key
+from keybuzz.verify.plan import INGRESS_PORT, RawOutput, probe_key, sources
 
 DEFAULT_INGRESS_CONTROLLER = "ingress-nginx"
 
@@ -23,17 +23,20 @@ def judge_ingress(
     namespace: str = "overlay-probe",
     controller: str = DEFAULT_INGRESS_CONTROLLER,
     port: int = INGRESS_PORT,
+    focus: Sequence[str] | None = None,
 ) -> Verdict:
     """The ingress controller on every node answers the probe Host with an echo backend: 200, never 503.
 
     ``controller`` (e.g. ingress-nginx, traefik) and the host ``port`` probed are what the causes name.
+    ``focus``: only those nodes' controllers were probed (any echo pod may still answer).
     """
     failures: list[Failure] = []
     if not prober:
         failures.append(Failure("all nodes", "no ready client pod to probe from", CAUSE_PROBE_POD.format(ns=namespace)))
     times: list[float] = []
     valid = set(nodes)
-    for target in sorted(nodes):
+    targets = sources(nodes, focus)
+    for target in targets:
         if target not in node_ips:
             failures.append(Failure(target, "no private IP given", "program bug: node list without private IPs"))
             continue
@@ -92,8 +95,8 @@ def judge_ingress(
                                     f"{controller} answered with an error; see its logs"))
     return Verdict(
         check="ingress",
-        tested=f"{controller} on {len(nodes)} nodes (private IP :{port}, Host {host}) answers 200 from an echo pod",
-        total=len(nodes),
+        tested=f"{controller} on {len(targets)} nodes (private IP :{port}, Host {host}) answers 200 from an echo pod",
+        total=len(targets),
         failures=failures,
         unit="nodes",
         latency_ms=latency_summary(times),

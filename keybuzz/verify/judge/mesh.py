@@ -32,18 +32,21 @@ def judge_mesh(
     exec_errors: Mapping[str, str] | None = None,
     namespace: str = "overlay-probe",
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    focus: Sequence[str] | None = None,
 ) -> Verdict:
     """Every client pod reaches the echo pod on every other node (HTTP, answered by the right node).
 
     HTTP decides; ping only explains a failure (ICMP echo may be filtered on a healthy cluster).
+    ``focus``: only the paths to or from those nodes were probed, and only they are judged.
     """
-    pairs = cross_node_pairs(nodes)
+    pairs = cross_node_pairs(nodes, focus)
     failures: list[Failure] = []
     rtts: list[float] = []
     failing_pairs: list[tuple[str, str]] = []
     icmp_filtered: list[str] = []
     tool_broken: dict[str, str] = {}
-    for p in walk_paths(nodes, outputs, clients, echo_ips, ("http", "ping"), failures, exec_errors, namespace):
+    for p in walk_paths(nodes, outputs, clients, echo_ips, ("http", "ping"), failures, exec_errors, namespace,
+                        focus=focus):
         ping_res = parse_ping(p.got["ping"].text, p.got["ping"].exit_code)
         if ping_res.rtt_avg_ms is not None:
             rtts.append(ping_res.rtt_avg_ms)
@@ -85,7 +88,8 @@ def judge_mesh(
     return Verdict(
         check="pod mesh",
         tested=(f"HTTP (connect timeout {timeouts.connect_s} s, {timeouts.request_s} s in all) and ping from a pod "
-                f"on each node to the echo pod on every other node ({len(nodes)} nodes)"),
+                f"on each node to the echo pod on every other node ({len(nodes)} nodes"
+                + (f"; only paths to or from {', '.join(sorted(focus))})" if focus else ")")),
         total=len(pairs),
         failures=failures,
         unit="cross-node paths",

@@ -22,7 +22,7 @@ from keybuzz.verify.judge.common import (
 )
 from keybuzz.verify.judge.parsers import CurlResult, PingResult, describe_curl_failure, parse_curl, parse_ping, ping_ok
 from keybuzz.verify.judge.verdict import Failure, Verdict, latency_summary
-from keybuzz.verify.plan import BULK_BYTES, DEFAULT_TIMEOUTS, RawOutput, Timeouts, cross_node_pairs
+from keybuzz.verify.plan import BULK_BYTES, DEFAULT_TIMEOUTS, RawOutput, Timeouts, cross_node_pairs, sources
 
 # The largest pool MTU Hetzner's private network carries with IPIP (1450 - 20): the value to set when the
 # pool MTU is larger and full-size packets do not cross.
@@ -72,9 +72,14 @@ def judge_mtu(
     exec_errors: Mapping[str, str] | None = None,
     namespace: str = "overlay-probe",
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    focus: Sequence[str] | None = None,
 ) -> Verdict:
     """Client and echo pods' eth0 MTU == pool MTU; a DF ping of MTU bytes and a 1 MiB transfer
-    cross every path; each failure named by what was seen."""
+    cross every path; each failure named by what was seen.
+
+    ``focus``: only the focused nodes' client pods read their MTU, and only the paths to or from
+    them were probed (plan.plan_mtu).
+    """
     failures = missing_pod_failures(nodes, clients, "client", namespace)
     failures += missing_pod_failures(nodes, echo_ips, "echo", namespace)
     failures += exec_failures(exec_errors or {}, namespace)
@@ -86,7 +91,8 @@ def judge_mtu(
                   f"{namespace} rollout restart daemonset`), or the Installation's mtu is not applied")
 
     client_mtus: dict[str, int] = {}
-    for node in sorted(nodes):
+    judged = sources(nodes, focus)
+    for node in judged:
         if node not in clients or (exec_errors and node in exec_errors):
             continue
         raw = outputs.get(node, {}).get("mtu:eth0")
@@ -121,7 +127,8 @@ def judge_mtu(
     tool_broken: dict[str, str] = {}
     icmp_filtered: list[str] = []
     for p in walk_paths(nodes, outputs, clients, echo_ips, ("ping", "dfping", "bulk"), failures, exec_errors,
-                        namespace, report_missing_pods=False, optional=("emtu",), partial=("bulk", "emtu")):
+                        namespace, report_missing_pods=False, optional=("emtu",), partial=("bulk", "emtu"),
+                        focus=focus):
         small = parse_ping(p.got["ping"].text, p.got["ping"].exit_code)
         df = parse_ping(p.got["dfping"].text, p.got["dfping"].exit_code)
         bulk_done = "bulk" in p.got
@@ -190,13 +197,13 @@ def judge_mtu(
     if icmp_filtered:
         notes.append(f"ICMP echo is filtered on {len(icmp_filtered)} paths ({', '.join(icmp_filtered[:4])}): "
                      "the DF ping proves nothing there; the bulk transfer alone judged them")
-    pairs = cross_node_pairs(nodes)
+    pairs = cross_node_pairs(nodes, focus)
     return Verdict(
         check="MTU path",
-        tested=(f"pod eth0 MTU == {mtu} (client and echo pods, {len(nodes)} nodes); DF ping of {packet}-byte "
+        tested=(f"pod eth0 MTU == {mtu} (client and echo pods, {len(judged)} nodes); DF ping of {packet}-byte "
                 f"packets and a {BULK_BYTES}-byte transfer (connect timeout {timeouts.connect_s} s, "
                 f"{timeouts.bulk_s} s in all) on {len(pairs)} cross-node paths"),
-        total=len(nodes) * 2 + len(pairs),
+        total=len(judged) * 2 + len(pairs),
         failures=failures,
         unit="pods and paths",
         latency_ms=latency_summary(bulk_ms),
