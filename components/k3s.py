@@ -19,7 +19,7 @@ import pulumi_random as random
 
 from components import batch_checks
 from components.servers import ServerHandle
-from keybuzz import k3s, kubeconfig_renewal, node_ops
+from keybuzz import etcd_backup, k3s, kubeconfig_renewal, node_ops
 from keybuzz.cluster_origin import ClusterOrigin, may_initialise
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import CriticalConfigGuard
@@ -218,8 +218,12 @@ class K3sCluster(pulumi.ComponentResource):
         # The server id is in the fingerprint and the install script: a replaced server (new machine,
         # same name) is installed, waited for and labelled again even if its address were reused.
         server_id = handle.server.id
-        fingerprint = pulumi.Output.all(rendered, server_id).apply(
-            lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
+        # A 64-bit digest, not the config: it stays readable in previews even when the config holds
+        # etcdBackup's S3 keys (no key can be recovered from it).
+        fingerprint = pulumi.Output.unsecret(
+            pulumi.Output.all(rendered, server_id).apply(
+                lambda args: k3s.content_hash(cfg.k3s_version, args[0], node.server_type, str(args[1]))
+            )
         )
         self.fingerprints[node.name] = fingerprint
 
@@ -258,9 +262,7 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-drain-{node.name}",
             connection=ops,
             create=fingerprint.apply(lambda fp: node_ops.new_node_script(node.name, fp)),
-            update=fingerprint.apply(
-                lambda fp: node_ops.drain_script(node.name, fp, on_node=entry.ops_host == node.name, api_fallbacks=apis)
-            ),
+            update=fingerprint.apply(lambda fp: self._drain_update(entry, fp, apis)),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
@@ -301,6 +303,14 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
         )
 
+    def _drain_update(self, entry: NodeRollout, fingerprint: str, apis: tuple[str, ...]) -> str:
+        """The drain; for a server, an etcd snapshot first (keybuzz/etcd_backup.py)."""
+        on_node = entry.ops_host == entry.node.name
+        drain = node_ops.drain_script(entry.node.name, fingerprint, on_node=on_node, api_fallbacks=apis)
+        if entry.node.role != "server":
+            return drain
+        return etcd_backup.with_pre_upgrade_snapshot(drain, entry.node.name, fingerprint, on_node=on_node)
+
     def _declare_node_metadata(self, entry: NodeRollout) -> None:
         """Labels by server-side apply under our field manager; taints by a command (atomic list)."""
         name, node = self._name, entry.node
@@ -335,10 +345,21 @@ class K3sCluster(pulumi.ComponentResource):
         cfg, node = self._cfg, entry.node
         public_ip = self._handles[node.name].public_ip
         if node.role == "server":
-            return pulumi.Output.all(public_ip, extra_san).apply(
-                lambda args: k3s.to_yaml(k3s.render_server_config(cfg, node, args[0], args[1] or None))
+            # With etcdBackup's S3 keys in it, the whole config (and every script carrying it) is a secret.
+            keys = etcd_backup_keys(self._secrets)
+            return pulumi.Output.all(public_ip, extra_san, keys).apply(
+                lambda args: k3s.to_yaml(k3s.render_server_config(cfg, node, args[0], args[1] or None, args[2]))
             )
         return public_ip.apply(lambda ip: k3s.to_yaml(k3s.render_agent_config(cfg, node, ip)))
+
+
+def etcd_backup_keys(secrets: Secrets) -> pulumi.Output[tuple[str, str] | None]:
+    """The S3 keys of etcdBackup as one secret Output (None when no bucket is configured)."""
+    if secrets.etcd_s3_access_key is None or secrets.etcd_s3_secret_key is None:
+        return pulumi.Output.from_input(None)
+    return pulumi.Output.secret(
+        pulumi.Output.all(secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key).apply(lambda k: (k[0], k[1]))
+    )
 
 
 def _warn_expiry(not_after: datetime | None, now: datetime, node: str) -> None:

@@ -18,6 +18,7 @@ from components.k3s import K3sCluster
 from components.load_balancer import ApiLoadBalancer
 from components.network import PrivateNetwork
 from components.servers import NodeServers
+from components.storage import ClusterStorage
 from components.verification import OverlayVerification
 from keybuzz import promotion
 from keybuzz.config import ClusterConfig, Secrets
@@ -41,6 +42,7 @@ class Built:
     stack_guard: DeployedStackGuard | None = None
     authorized_keys: AuthorizedKeys | None = None
     load_balancer: ApiLoadBalancer | None = None
+    storage: ClusterStorage | None = None
 
 
 def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
@@ -74,6 +76,11 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
     run_id = uuid.uuid4().hex
     calico = CalicoNetwork(f"{cfg.cluster_name}-calico", cfg, cluster.provider, cluster.joined, run_id)
     ingress = Edge(cfg, cluster.provider, calico.ready, secrets, servers.servers)
+    storage = (
+        ClusterStorage(f"{cfg.cluster_name}-storage", cfg, secrets, cluster.provider, [calico.ready])
+        if cfg.storage is not None and cfg.storage.csi
+        else None
+    )
     verification = None
     if cfg.verify.enabled:
         verification = OverlayVerification(
@@ -86,6 +93,7 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
             after=[calico.ready, calico.pool, *ingress.ready],
             ingress_controller=ingress.controller,
             ingress_port=ingress.probe_port,
+            edge_ips=[h.public_ip for h in servers.servers],
         )
     # Set only when every check passed in this run, on a clean checkout: the promotion gate's input.
     checks_passed = verification.all_passed if verification else pulumi.Output.from_input(False)
@@ -120,6 +128,7 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
         stack_guard=stack_guard,
         authorized_keys=authorized_keys,
         load_balancer=load_balancer,
+        storage=storage,
     )
 
 

@@ -52,7 +52,9 @@ class OverlayVerification(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         ingress_controller: str = "ingress-nginx",
         ingress_port: int = 80,
+        edge_ips: Sequence[pulumi.Input[str]] = (),
     ) -> None:
+        """``edge_ips``: the nodes' public IPs, for external URLs with ``resolve: edge``."""
         super().__init__("keybuzz:verify:OverlayVerification", name, None, opts)
         manifests = fixture.render_fixture(
             namespace=fixture.NAMESPACE,
@@ -73,6 +75,7 @@ class OverlayVerification(pulumi.ComponentResource):
             pool_mtu=pool_mtu,
             timeout_seconds=cfg.verify.timeout_seconds,
             external_urls=cfg.verify.external_urls,
+            external_resolve=_external_resolve(cfg, edge_ips),
             probe_namespace=fixture.NAMESPACE,
             ingress_host=cfg.verify.ingress_host,
             ingress_controller=ingress_controller,
@@ -105,3 +108,17 @@ class OverlayVerification(pulumi.ComponentResource):
         return k8s.apiextensions.CustomResource(
             resource_name, api_version=manifest["apiVersion"], kind=kind, opts=opts, **body
         )
+
+
+def _external_resolve(
+    cfg: ClusterConfig, edge_ips: Sequence[pulumi.Input[str]]
+) -> pulumi.Input[Sequence[Sequence[str]]]:
+    """Per external URL, the IPv4s it is checked against: ``edge`` becomes this stack's node public IPs."""
+    from keybuzz.config import EDGE
+
+    wanted = cfg.verify.external_resolve
+    if not any(r == (EDGE,) for r in wanted):
+        return tuple(tuple(r) for r in wanted)
+    return pulumi.Output.all(*edge_ips).apply(
+        lambda ips: [list(ips) if r == (EDGE,) else list(r) for r in wanted]
+    )

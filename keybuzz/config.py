@@ -111,6 +111,9 @@ class VerifyConfig:
     client_image: str
     echo_image: str
     ingress_host: str
+    # Per external URL: () = resolved by DNS; ("edge",) = this stack's node public IPs; or given IPv4s.
+    # Like `curl --resolve`: check the new edge before DNS points at it (README, "Moving from the runbook").
+    external_resolve: tuple[tuple[str, ...], ...] = ()
     # The checks focused on each rollout batch (keybuzz/verify/rollout_check.py); off for an emergency rollout.
     between_batches: bool = True
 
@@ -169,6 +172,9 @@ class ClusterConfig:
     deletion_protection: bool = False
     agent_upgrade_batch_size: int = 1
     ingress: IngressConfig = IngressConfig("ingress-nginx", "37.4.0", "v3.6.17")
+    # Volumes and etcd snapshots (keybuzz/storage.py, keybuzz/etcd_backup.py); None: not configured.
+    storage: Any = None  # keybuzz.storage.StorageConfig
+    etcd_backup: Any = None  # keybuzz.etcd_backup.EtcdBackup
     # Full names of the nodes `bin/deploy <stack> replace` is replacing in this run (keybuzz/replace.py).
     replace_nodes: frozenset[str] = frozenset()
 
@@ -292,8 +298,10 @@ SHAPES: dict[str, str] = {
     "nodePools": "a list of pools {name, count, serverType, labels, taints, upgradeDisk}",
     "controlPlane": "an object {count, serverType, upgradeDisk}",
     "verify": "an object {enabled, timeoutSeconds, externalUrls, clientImage, echoImage, ingressHost, betweenBatches}",
-    "verify.externalUrls": 'a list of http(s) URLs, e.g. ["https://example.com/health"]',
+    "verify.externalUrls": 'a list of http(s) URLs or {url, resolve}, e.g. ["https://example.com/health"]',
     "apiLoadBalancer": "an object {mode, type, public}",
+    "storage": "an object {csi, csiVersion, reclaimPolicy, localPath}",
+    "etcdBackup": "an object {bucket, endpoint, region, folder, schedule, retention}",
 }
 
 
@@ -424,6 +432,10 @@ VERIFY_FIELDS = {
 def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
     # Defaults merge per field so a stack can set only `verify.externalUrls`.
     raw = {**defaults, **_object(value, "verify", VERIFY_FIELDS)}
+    external = [
+        _external_url(u, f"verify.externalUrls[{i}]")
+        for i, u in enumerate(_list(raw.get("externalUrls"), "verify.externalUrls"))
+    ]
     timeout = _int(raw.get("timeoutSeconds"), "verify.timeoutSeconds", minimum=5)
     if timeout > 170:
         # Python dynamic providers are known to hang past ~180 s (pulumi/pulumi#13841).
@@ -431,15 +443,39 @@ def _verify(value: object, defaults: Mapping[str, Any]) -> VerifyConfig:
     return VerifyConfig(
         enabled=_bool(raw.get("enabled"), "verify.enabled"),
         timeout_seconds=timeout,
-        external_urls=tuple(
-            _url(u, f"verify.externalUrls[{i}]")
-            for i, u in enumerate(_list(raw.get("externalUrls"), "verify.externalUrls"))
-        ),
+        external_urls=tuple(url for url, _ in external),
+        external_resolve=tuple(resolve for _, resolve in external),
         client_image=_pinned_image(raw.get("clientImage"), "verify.clientImage"),
         echo_image=_pinned_image(raw.get("echoImage"), "verify.echoImage"),
         ingress_host=_string(raw.get("ingressHost"), "verify.ingressHost", "a DNS host name"),
         between_batches=_bool(raw.get("betweenBatches", True), "verify.betweenBatches"),
     )
+
+
+EDGE = "edge"
+
+
+def _external_url(value: object, key: str) -> tuple[str, tuple[str, ...]]:
+    """A URL, or ``{url, resolve}``: resolve ``edge`` (this stack's nodes) or a list of IPv4s (curl --resolve)."""
+    if not isinstance(value, dict):
+        return _url(value, key), ()
+    item = _object(value, key, {"url", "resolve"})
+    url = _url(item.get("url"), f"{key}.url")
+    resolve = item.get("resolve", "")
+    if resolve in ("", None):
+        return url, ()
+    if resolve == EDGE:
+        return url, (EDGE,)
+    allowed = "'edge' (this stack's node public IPs), a list of IPv4 addresses, or '' (DNS)"
+    ips = _list(resolve, f"{key}.resolve") if isinstance(resolve, list) else None
+    if not ips:
+        raise ConfigError(f"{key}.resolve", resolve, allowed)
+    for j, ip in enumerate(ips):
+        try:
+            ipaddress.IPv4Address(str(ip))
+        except ValueError:
+            raise ConfigError(f"{key}.resolve[{j}]", ip, "an IPv4 address such as 203.0.113.10") from None
+    return url, tuple(str(ip) for ip in ips)
 
 
 def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any] | None = None) -> ClusterConfig:
@@ -567,7 +603,23 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         deletion_protection=_bool(raw.get("deletionProtection", False), "deletionProtection"),
         agent_upgrade_batch_size=_batch_size(raw.get("agentUpgradeBatchSize", 1)),
         ingress=_ingress(raw.get("ingress"), defaults.get("ingress") or {}),
+        **_storage_and_backup(raw, defaults, stack, location, cluster_name),
     )
+
+
+def _storage_and_backup(
+    raw: Mapping[str, Any], defaults: Mapping[str, Any], stack: str, location: str, cluster_name: str
+) -> dict[str, Any]:
+    """``storage`` and ``etcdBackup``: each parsed beside its decider (keybuzz/storage.py, etcd_backup.py)."""
+    from keybuzz.etcd_backup import parse_etcd_backup
+    from keybuzz.storage import parse_storage
+
+    return {
+        "storage": parse_storage(raw.get("storage"), defaults.get("storage") or {}, stack),
+        "etcd_backup": parse_etcd_backup(
+            raw.get("etcdBackup"), defaults.get("etcdBackup") or {}, location, cluster_name
+        ),
+    }
 
 
 INGRESS_FIELDS = {"controller", "version", "imageTag", "migration"}
@@ -668,7 +720,7 @@ def load() -> tuple[ClusterConfig, Secrets]:
             raise ConfigError(key, text, _shape(key) if key in SHAPES else "a list or an object") from None
     parsed = parse_config(raw, pulumi.get_stack(), project_defaults())
     parsed = with_replace_nodes(parsed, os.environ)
-    secrets = read_secrets(cfg)
+    secrets = read_secrets(cfg, parsed)
     check_connecting_key(parsed, cfg.get("sshPrivateKey"))
     return parsed, secrets
 
@@ -702,13 +754,30 @@ def check_connecting_key(cfg: ClusterConfig, private_key: str | None) -> None:
         raise ConfigError("sshPrivateKey", "[secret, not shown]", problem)
 
 
-def read_secrets(cfg: Any) -> Secrets:
+def read_secrets(cfg: Any, parsed: ClusterConfig | None = None) -> Secrets:
     """Secret config as Outputs; a private key typed in plain text is refused, not used."""
+    import os
+
+    import pulumi
     from pulumi.runtime.config import is_config_secret
 
+    s3 = {name: _secret_key(cfg, name) for name in ("etcdBackupAccessKey", "etcdBackupSecretKey")}
+    if parsed is not None and parsed.etcd_backup is not None:
+        from keybuzz.etcd_backup import check_credentials
+
+        access, secret = (s3[k] is not None for k in ("etcdBackupAccessKey", "etcdBackupSecretKey"))
+        check_credentials(parsed.etcd_backup, access, secret)
+    # The Hetzner token the hcloud provider reads (HCLOUD_TOKEN), for the CSI driver's Secret: a Pulumi
+    # secret from the moment it enters the program.
+    token = os.environ.get("HCLOUD_TOKEN") or None
+    extra = {
+        "hcloud_token": pulumi.Output.secret(token) if token else None,
+        "etcd_s3_access_key": s3["etcdBackupAccessKey"],
+        "etcd_s3_secret_key": s3["etcdBackupSecretKey"],
+    }
     key = f"{cfg.name}:sshPrivateKey"
     if not cfg.get("sshPrivateKey"):
-        return Secrets(ssh_private_key=None)
+        return Secrets(ssh_private_key=None, **extra)
     if not is_config_secret(key):
         import pulumi
 
@@ -719,7 +788,18 @@ def read_secrets(cfg: Any) -> Secrets:
             f"a secret: bin/deploy {stack} config rm sshPrivateKey, then bin/deploy {stack} config set --secret "
             "sshPrivateKey < KEYFILE",
         )
-    return Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"))
+    return Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"), **extra)
+
+
+def _secret_key(cfg: Any, name: str) -> Any:
+    """A secret-only key as an Output, None when unset; a value set without --secret is refused, not shown."""
+    from pulumi.runtime.config import is_config_secret
+
+    if not cfg.get(name):
+        return None
+    if not is_config_secret(f"{cfg.name}:{name}"):
+        raise ConfigError(name, "[plain text, not shown]", f"a secret: bin/deploy <stack> config set --secret {name}")
+    return cfg.get_secret(name)
 
 
 @dataclass(frozen=True)
@@ -727,13 +807,17 @@ class Secrets:
     """Secret config, kept as Pulumi Outputs so it never becomes plain text in the program."""
 
     ssh_private_key: Any  # pulumi.Output[str] | None: None means "use the SSH agent"
+    hcloud_token: Any = None  # pulumi.Output[str] | None: HCLOUD_TOKEN, for the CSI driver
+    etcd_s3_access_key: Any = None  # pulumi.Output[str] | None: etcdBackupAccessKey
+    etcd_s3_secret_key: Any = None  # pulumi.Output[str] | None: etcdBackupSecretKey
 
 
 # Keys whose value is a secret: bin/deploy refuses to set them without --secret (keybuzz/preflight.py),
 # before the CLI writes anything, and the program refuses them when the stack file holds them in clear.
-SECRET_KEYS = ("sshPrivateKey",)
+SECRET_KEYS = ("sshPrivateKey", "etcdBackupAccessKey", "etcdBackupSecretKey")
 STRUCTURED_KEYS = (
-    "controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer", "ingress"
+    "controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer", "ingress",
+    "storage", "etcdBackup",
 )
 CONFIG_KEYS = (
     "clusterName",
@@ -758,6 +842,10 @@ CONFIG_KEYS = (
     "deletionProtection",
     "agentUpgradeBatchSize",
     "ingress",
+    "storage",
+    "etcdBackup",
+    "etcdBackupAccessKey",
+    "etcdBackupSecretKey",
 )
 
 

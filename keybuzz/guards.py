@@ -90,14 +90,19 @@ def k3s_version_key(version: str) -> tuple[int, int, int, int]:
     return major, minor, patch, build
 
 
-def stack_guard_values(image: str, location: str, k3s_version: str, ssh_key_fingerprints: list[str]) -> dict[str, Any]:
+def stack_guard_values(
+    image: str, location: str, k3s_version: str, ssh_key_fingerprints: list[str], local_path: bool | None = None
+) -> dict[str, Any]:
     """The guard's inputs (all public): what the next run is compared with."""
-    return {
+    values: dict[str, Any] = {
         "image": image,
         "location": location,
         "k3sVersion": k3s_version,
         "sshKeyFingerprints": sorted(ssh_key_fingerprints),
     }
+    if local_path is not None:
+        values["localPath"] = local_path  # storage.localPath (keybuzz/storage.py)
+    return values
 
 
 def deployed_stack_changes(olds: dict[str, Any], news: dict[str, Any]) -> list[tuple[str, str]]:
@@ -124,6 +129,18 @@ def deployed_stack_changes(olds: dict[str, Any], news: dict[str, Any]) -> list[t
                 f"(docs.k3s.io, upgrades). Keep {old_version} or pick a newer release.",
             )
         )
+    if olds and "localPath" not in olds and news.get("localPath") is False:
+        # Deployed before storage.localPath existed: K3s's local-path provisioner is on and may hold
+        # volumes. Turning it off must be a decision (true first, then false), not a missing line.
+        changes.append(
+            (
+                "localPath",
+                "this stack was deployed before storage.localPath existed and may have local-path volumes: "
+                "K3s would remove its local-path provisioner and default class. Set storage.localPath: true "
+                "in its stack file; to turn it off, move the volumes first (docs/day2.md, 'Storage'), "
+                "then set false in a later up.",
+            )
+        )
     problem = rotation_problem(olds.get("sshKeyFingerprints") or [], news.get("sshKeyFingerprints") or [])
     if "sshKeyFingerprints" in olds and problem:
         changes.append(("sshKeyFingerprints", problem))
@@ -148,7 +165,7 @@ class DeployedStackProvider(ResourceProvider):
         return CreateResult(STACK_GUARD_ID, props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("image", "location", "k3sVersion", "sshKeyFingerprints")
+        keys = ("image", "location", "k3sVersion", "sshKeyFingerprints", "localPath")
         return DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys), replaces=[], stables=[],
                           delete_before_replace=False)
 
@@ -167,7 +184,10 @@ def deployed_stack_values(cfg: ClusterConfig) -> dict[str, Any]:
     """The guard's inputs for ``cfg``."""
     from keybuzz.ssh_keys import fingerprint
 
-    return stack_guard_values(cfg.image, cfg.location, cfg.k3s_version, [fingerprint(k) for k in cfg.ssh_public_keys])
+    local_path = cfg.storage.local_path if cfg.storage is not None else None
+    return stack_guard_values(
+        cfg.image, cfg.location, cfg.k3s_version, [fingerprint(k) for k in cfg.ssh_public_keys], local_path
+    )
 
 
 # --- SSH key fingerprints confirmed on every node -------------------------------------------------

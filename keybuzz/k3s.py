@@ -50,7 +50,11 @@ def critical_values(cfg: ClusterConfig) -> dict[str, str]:
 
 
 def render_server_config(
-    cfg: ClusterConfig, node: Node, public_ip: str, api_host: str | None = None
+    cfg: ClusterConfig,
+    node: Node,
+    public_ip: str,
+    api_host: str | None = None,
+    etcd_s3_keys: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """K3s server config: Flannel off, CIDRs explicit, everything bound to the private IP.
 
@@ -79,9 +83,25 @@ def render_server_config(
         # Ingress status (hostNetwork ingress-nginx, publishService off) shows node addresses.
         "node-external-ip": public_ip,
         "tls-san": sans,
-        "disable": ["traefik", "servicelb"],
+        "disable": ["traefik", "servicelb", *_storage_disable(cfg)],
         "write-kubeconfig-mode": "0600",
+        # etcd snapshots to S3 (keybuzz/etcd_backup.py): nothing without a bucket.
+        **_etcd_backup_config(cfg, etcd_s3_keys),
     }
+
+
+def _storage_disable(cfg: ClusterConfig) -> list[str]:
+    from keybuzz.storage import k3s_disable
+
+    return k3s_disable(cfg.storage) if cfg.storage is not None else []
+
+
+def _etcd_backup_config(cfg: ClusterConfig, keys: tuple[str, str] | None) -> dict[str, Any]:
+    from keybuzz.etcd_backup import server_config
+
+    if cfg.etcd_backup is None:
+        return {}
+    return server_config(cfg.etcd_backup, *(keys or (None, None)))
 
 
 def bootstrap_server_config(config: dict[str, Any]) -> dict[str, Any]:

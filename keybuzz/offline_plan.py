@@ -29,6 +29,7 @@ import yaml
 
 from keybuzz import exit_codes, k3s
 from keybuzz.config import ConfigError, load_stack_yaml
+from keybuzz.etcd_backup import redact_server_config
 from keybuzz.offline import (
     CHECK_TYPE_PREFIX,
     OPERATOR_VALUES,
@@ -36,6 +37,7 @@ from keybuzz.offline import (
     ProgramRun,
     run_program,
     stack_file_path,
+    unwrap_secret,
 )
 from keybuzz.promotion import read_commit
 from keybuzz.verify.rollout_check import BATCH_OVERHEAD_S
@@ -117,9 +119,12 @@ def render_plan(run: ProgramRun, out: TextIO, placeholders: Sequence[str] = ()) 
         install = _find(run, f"-k3s-install-{s.name}")
         if install is None:
             continue
-        script = install.inputs.get("create", "")
-        config = yaml.safe_load(k3s.config_in_install_script(script))
+        # With etcdBackup's S3 keys in it the script is a secret: read it, print the keys redacted.
+        script = unwrap_secret(install.inputs.get("create", ""))
+        config = redact_server_config(yaml.safe_load(k3s.config_in_install_script(script)))
         bootstrap = k3s.bootstrap_config_in_install_script(script)
+        if bootstrap:
+            bootstrap = yaml.safe_dump(redact_server_config(yaml.safe_load(bootstrap)), sort_keys=True)
         role = "first server" if bootstrap else _role_label(config)
         if role in shown:
             continue

@@ -35,7 +35,7 @@ def test_first_server_joins_like_the_others_and_only_its_bootstrap_variant_initi
         "advertise-address": "10.0.1.10",
         "node-external-ip": "203.0.113.5",
         "tls-san": ["203.0.113.5", "10.0.1.10", "10.0.1.5"],
-        "disable": ["traefik", "servicelb"],
+        "disable": ["traefik", "servicelb", "local-storage"],  # a new stack: no local-path
         "write-kubeconfig-mode": "0600",
     }
     bootstrap = k3s.bootstrap_server_config(config)

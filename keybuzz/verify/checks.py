@@ -55,6 +55,8 @@ class CheckInputs:
     pool_mtu: int
     timeout_seconds: float
     external_urls: tuple[str, ...] = ()
+    # Per external URL, the IPv4s it is checked against instead of DNS (empty: DNS).
+    external_resolve: tuple[tuple[str, ...], ...] = ()
     probe_namespace: str = fixture.NAMESPACE
     ingress_host: str = fixture.DEFAULT_INGRESS_HOST
     ingress_controller: str = fixture.DEFAULT_INGRESS_CONTROLLER
@@ -89,6 +91,7 @@ class CheckInputs:
             pool_mtu=int(props["poolMtu"]),
             timeout_seconds=float(props["timeoutSeconds"]),
             external_urls=tuple(str(u) for u in props.get("externalUrls") or ()),
+            external_resolve=tuple(tuple(str(ip) for ip in r or ()) for r in props.get("externalResolve") or ()),
             probe_namespace=str(props.get("probeNamespace") or fixture.NAMESPACE),
             ingress_host=str(props.get("ingressHost") or fixture.DEFAULT_INGRESS_HOST),
             ingress_controller=str(props.get("ingressController") or fixture.DEFAULT_INGRESS_CONTROLLER),
@@ -417,9 +420,11 @@ def check_external(ctx: Context) -> Verdict:
             ctx.access.list_nodes()
         return judge.judge_external(nodes, {}, {}, urls)
     pods = discover(ctx, need_echo=False)
-    outputs, errors = run_plans(ctx, plan.plan_external(nodes, pods, urls, ctx.inputs.timeouts, ctx.inputs.focus))
+    resolve = ctx.inputs.external_resolve
+    outputs, errors = run_plans(ctx, plan.plan_external(nodes, pods, urls, ctx.inputs.timeouts, ctx.inputs.focus,
+                                                        resolve))
     return judge.judge_external(ctx.inputs.judged_nodes, outputs, pods.clients, urls, errors,
-                                ctx.inputs.probe_namespace)
+                                ctx.inputs.probe_namespace, resolve, resolve_order=nodes)
 
 
 CHECKS: dict[str, Callable[[Context], Verdict]] = {

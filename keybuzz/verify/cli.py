@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--external-url", action="append", default=None, metavar="URL",
                    help="URL that must answer 200 from every node (repeatable; default: the stack's "
                         "verify.externalUrls)")
+    p.add_argument("--resolve", action="append", default=None, metavar="IP",
+                   help="check every external URL against this IPv4 instead of DNS, like curl --resolve "
+                        "(repeatable: the nodes share them); default: the stack's externalUrls[].resolve, "
+                        "where 'edge' is the stack's node public IPs")
     p.add_argument("--namespace", default=fixture.NAMESPACE, help="probe namespace (default %(default)s)")
     p.add_argument("--ingress-host", help=f"Host header of the probe Ingress (default {fixture.DEFAULT_INGRESS_HOST})")
     p.add_argument("--ingress-class", default=fixture.INGRESS_CLASS,
@@ -156,6 +160,7 @@ class Target:
     subnet_cidr: str | None = None
     timeout_seconds: int | None = None
     external_urls: tuple[str, ...] = ()
+    external_resolve: tuple[tuple[str, ...], ...] = ()
     ingress_host: str | None = None
     # The edge the stack's config declares (keybuzz/ingress.py edge_plan): who serves the probe, on which port.
     ingress_controller: str | None = None
@@ -226,12 +231,26 @@ def target_from_stack(stack: str, run: Callable[..., subprocess.CompletedProcess
         subnet_cidr=str(cfg.subnet_cidr),
         timeout_seconds=cfg.verify.timeout_seconds,
         external_urls=tuple(cfg.verify.external_urls),
+        external_resolve=stack_external_resolve(cfg.verify.external_resolve, outputs.get("nodes")),
         ingress_host=cfg.verify.ingress_host,
         ingress_controller=edge.probe_controller,
         ingress_port=edge.probe_port,
         client_image=cfg.verify.client_image,
         echo_image=cfg.verify.echo_image,
     )
+
+
+def stack_external_resolve(wanted: Sequence[Sequence[str]], nodes: object) -> tuple[tuple[str, ...], ...]:
+    """``externalUrls[].resolve`` with ``edge`` turned into the stack's node public IPs (its ``nodes`` output)."""
+    from keybuzz.config import EDGE
+
+    edge = tuple(
+        str(n["publicIp"]) for n in (nodes if isinstance(nodes, list) else [])
+        if isinstance(n, dict) and n.get("publicIp")
+    )
+    if any(tuple(r) == (EDGE,) for r in wanted) and not edge:
+        raise UsageError("externalUrls resolve 'edge', but the stack's nodes output has no publicIp")
+    return tuple(edge if tuple(r) == (EDGE,) else tuple(r) for r in wanted)
 
 
 def stack_config(stack_file: Path) -> Any:
@@ -593,6 +612,9 @@ def main(
         for url in args.external_url or []:
             if not url.startswith(("http://", "https://")):
                 raise UsageError(f"--external-url {url}: not an http(s) URL")
+        for ip in args.resolve or []:
+            if not _is_ipv4(ip):
+                raise UsageError(f"--resolve {ip}: not an IPv4 address")
         if args.json:
             # Checked before the cluster is touched: a report that cannot be written after minutes of
             # checks would lose their result, and exit 2 would hide a failed check's exit 1.
@@ -702,12 +724,15 @@ def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None]
     except (ClusterAccessError, Unreachable) as exc:
         raise Unreachable(f"{server}: {exc}. Check {CAUSE_UNREACHABLE}") from None
     names = tuple(n for n in CHECK_NAMES if not args.check or n in args.check)
+    urls = tuple(args.external_url) if args.external_url is not None else target.external_urls
     inputs = CheckInputs(
         # Only the calico check reads pod_cidr; with Calico there is a pool, so it is known.
         nodes=facts.nodes, pod_cidr=facts.pod_cidr or "0.0.0.0/0", subnet_cidr=facts.subnet_cidr,
         pool_mtu=facts.pod_mtu,
         timeout_seconds=float(timeout),
-        external_urls=tuple(args.external_url) if args.external_url is not None else target.external_urls,
+        external_urls=urls,
+        external_resolve=(tuple(tuple(args.resolve) for _ in urls) if args.resolve
+                          else target.external_resolve if args.external_url is None else ()),
         probe_namespace=args.namespace,
         ingress_host=args.ingress_host or target.ingress_host or fixture.DEFAULT_INGRESS_HOST,
         ingress_controller=(args.ingress_controller or target.ingress_controller

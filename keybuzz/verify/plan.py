@@ -110,9 +110,18 @@ def probe_key(kind: str, target: str) -> str:
 
 
 def curl(url: str, *, max_time: int = REQUEST_TIMEOUT_S, discard_body: bool = False,
-         host: str | None = None, follow: bool = False, connect_timeout: int = CONNECT_TIMEOUT_S) -> str:
-    """A curl command whose last line is ``@@curl <http_code> <size_download> <time_total> <time_connect>``."""
+         host: str | None = None, follow: bool = False, connect_timeout: int = CONNECT_TIMEOUT_S,
+         resolve_to: str | None = None) -> str:
+    """A curl command whose last line is ``@@curl <http_code> <size_download> <time_total> <time_connect>``.
+
+    ``resolve_to``: the URL's host name is sent to this IP on 80 and 443 (``--resolve``, so TLS still
+    checks the name, and an http -> https redirect lands on the same address).
+    """
     parts = ["curl", "-sS", "--connect-timeout", str(connect_timeout), "-m", str(max_time)]
+    if resolve_to:
+        name = url_host(url)
+        for port in sorted({url_port(url), 80, 443}):
+            parts += ["--resolve", f"{name}:{port}:{resolve_to}"]
     if follow:
         parts += ["-L", "--max-redirs", "3"]
     if host:
@@ -358,13 +367,49 @@ def plan_ingress(nodes: Sequence[str], pods: ProbePods, node_ips: Mapping[str, s
 
 
 def plan_external(nodes: Sequence[str], pods: ProbePods, urls: Sequence[str],
-                  timeouts: Timeouts = DEFAULT_TIMEOUTS, focus: Sequence[str] | None = None) -> list[PodPlan]:
-    """Each client pod fetches every external URL (egress can differ per node: NAT, default route)."""
+                  timeouts: Timeouts = DEFAULT_TIMEOUTS, focus: Sequence[str] | None = None,
+                  resolve: Sequence[Sequence[str]] = ()) -> list[PodPlan]:
+    """Each client pod fetches every external URL (egress can differ per node: NAT, default route).
+
+    ``resolve[i]``: addresses URL i is checked against instead of DNS (``external_address``): the
+    client on the k-th node uses the next node's address, so every address is checked once, from
+    another node, before DNS points at them. ``focus``: only those nodes' clients fetch (a rollout
+    batch); the address each uses stays the one it has in the full node order.
+    """
     if not urls:
         return []
-    probes = tuple(
-        Probe(probe_key("ext", str(i)), curl(url, max_time=timeouts.request_s + 3, discard_body=True, follow=True,
-                                             connect_timeout=timeouts.connect_s))
-        for i, url in enumerate(urls)
-    )
-    return [PodPlan(node, pods.clients[node], probes) for node in sources(nodes, focus) if node in pods.clients]
+    plans = []
+    order = {node: k for k, node in enumerate(sorted(nodes))}
+    for node in sources(nodes, focus):
+        if node not in pods.clients:
+            continue
+        k = order[node]
+        probes = tuple(
+            Probe(probe_key("ext", str(i)), curl(url, max_time=timeouts.request_s + 3, discard_body=True, follow=True,
+                                                 connect_timeout=timeouts.connect_s,
+                                                 resolve_to=external_address(resolve, i, k)))
+            for i, url in enumerate(urls)
+        )
+        plans.append(PodPlan(node, pods.clients[node], probes))
+    return plans
+
+
+def external_address(resolve: Sequence[Sequence[str]], url_index: int, client_index: int) -> str | None:
+    """The address the client at ``client_index`` (sorted node order) checks URL ``url_index`` against."""
+    ips = resolve[url_index] if url_index < len(resolve) else ()
+    if not ips:
+        return None
+    return ips[(client_index + 1) % len(ips)]
+
+
+def url_host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or ""
+
+
+def url_port(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)

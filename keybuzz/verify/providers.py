@@ -134,7 +134,22 @@ def validate_props(props: Mapping[str, Any]) -> list[tuple[str, str]]:
         for i, url in enumerate(props["externalUrls"] or []):
             if url != rpc.UNKNOWN and not str(url).startswith(("http://", "https://")):
                 failures.append(("externalUrls", f"externalUrls[{i}] {url!r} is not an http(s) URL"))
+    if known("externalResolve"):
+        for i, ips in enumerate(props["externalResolve"] or []):
+            for ip in ips if isinstance(ips, list) else []:
+                if ip != rpc.UNKNOWN and not _is_ipv4(ip):
+                    failures.append(("externalResolve", f"externalResolve[{i}] {ip!r} is not an IPv4 address"))
     return failures
+
+
+def _is_ipv4(value: Any) -> bool:
+    import ipaddress  # local, as above: the provider is pickled by value
+
+    try:
+        ipaddress.IPv4Address(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _int(value: Any) -> int:
@@ -165,6 +180,8 @@ class OverlayCheckArgs:
     pool_mtu: pulumi.Input[int]
     timeout_seconds: pulumi.Input[int] = DEFAULT_TIMEOUT_SECONDS
     external_urls: pulumi.Input[Sequence[str]] = ()
+    # Per external URL: IPv4s to check it against instead of DNS (verify.externalUrls[].resolve).
+    external_resolve: pulumi.Input[Sequence[Sequence[str]]] = ()
     probe_namespace: pulumi.Input[str] = fixture.NAMESPACE
     ingress_host: pulumi.Input[str] = fixture.DEFAULT_INGRESS_HOST
     # Named in the ingress check's causes ("traefik" when that controller serves the probe Ingress).
@@ -183,6 +200,10 @@ class OverlayCheckArgs:
             "poolMtu": self.pool_mtu,
             "timeoutSeconds": self.timeout_seconds,
             "externalUrls": list(self.external_urls) if isinstance(self.external_urls, tuple) else self.external_urls,
+            "externalResolve": (
+                [list(r) for r in self.external_resolve] if isinstance(self.external_resolve, tuple)
+                else self.external_resolve
+            ),
             "probeNamespace": self.probe_namespace,
             "ingressHost": self.ingress_host,
             "ingressController": self.ingress_controller,

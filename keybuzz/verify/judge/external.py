@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from keybuzz.verify.judge.common import CAUSE_EXEC, exec_failures, missing_pod_failures, unfinished_failure
 from keybuzz.verify.judge.parsers import describe_curl_failure, parse_curl
 from keybuzz.verify.judge.verdict import ARROW, Failure, Verdict, latency_summary
-from keybuzz.verify.plan import RawOutput, probe_key
+from keybuzz.verify.plan import RawOutput, external_address, probe_key
 
 
 def judge_external(
@@ -17,6 +17,8 @@ def judge_external(
     urls: Sequence[str],
     exec_errors: Mapping[str, str] | None = None,
     namespace: str = "overlay-probe",
+    resolve: Sequence[Sequence[str]] = (),
+    resolve_order: Sequence[str] | None = None,
 ) -> Verdict:
     """Every configured URL answers 200 (after redirects) from a pod on every node; none = skipped."""
     if not urls:
@@ -25,12 +27,16 @@ def judge_external(
     failures = missing_pod_failures(nodes, clients, "client", namespace)
     failures += exec_failures(exec_errors or {}, namespace)
     times: list[float] = []
+    # The client's place in the full node order picks its address (plan_external): a focused run
+    # judges a subset of ``nodes`` with the addresses they used.
+    order = {n: k for k, n in enumerate(sorted(resolve_order if resolve_order is not None else nodes))}
     for node in sorted(nodes):
         if node not in clients or (exec_errors and node in exec_errors):
             continue
         for i, url in enumerate(urls):
             raw = outputs.get(node, {}).get(probe_key("ext", str(i)))
-            where = f"{node}{ARROW}{url}"
+            address = external_address(resolve, i, order.get(node, 0))
+            where = f"{node}{ARROW}{url}" + (f" (resolved to {address})" if address else "")
             if raw is None:
                 failures.append(Failure(where, "no result", CAUSE_EXEC.format(ns=namespace)))
                 continue
@@ -45,6 +51,9 @@ def judge_external(
             if res.exit_code == 6:
                 cause = ("external names do not resolve: CoreDNS cannot reach its upstream (forward . "
                          "/etc/resolv.conf on the node) or CoreDNS is down")
+            elif res.exit_code in (7, 28) and address:
+                cause = (f"{address} does not answer on the URL's port: the new edge is not serving it yet "
+                         "(ingress controller, Cloud Firewall 80/443), or the pod has no egress")
             elif res.exit_code in (7, 28):
                 cause = ("no egress from pods: natOutgoing off on the IPPool, the node's default route missing "
                          "(Hetzner DHCP on the private NIC), or outbound firewall rules")
