@@ -1,9 +1,9 @@
 """K3s on the nodes through SSH: Flannel off from the first boot, and every later change rolled out safely.
 
 The order of everything is decided in keybuzz/rollout.py (tested as data); this component turns
-each node's entry into resources: drain -> resize -> install -> ready (+ labels, taints), chained
-node after node, and a retire step whose delete removes the node from the cluster before its
-server is deleted.
+each node's entry into resources: drain -> resize -> install -> ready (+ labels, taints), batch
+after batch through one barrier per batch, and a retire step whose delete removes the node from
+the cluster before its server is deleted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from keybuzz import k3s, node_ops
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import CriticalConfigGuard
 from keybuzz.resize import ServerTypeChange
-from keybuzz.rollout import NodeRollout, plan_rollout
+from keybuzz.rollout import Batch, NodeRollout, plan_batches, plan_rollout
 
 # Our field manager on Nodes: labels it applied and no longer applies are removed by the API server.
 LABELS_FIELD_MANAGER = "keybuzz-node-labels"
@@ -32,6 +32,9 @@ class K3sCluster(pulumi.ComponentResource):
 
     Order (keybuzz/rollout.py): servers one at a time, each back to /readyz (and, on a change, its
     node Ready and uncordoned) before the next; then agents in batches of ``agentUpgradeBatchSize``.
+    ``batches[k]`` is rollout batch k and ``batch_barriers[k]`` the resource that stands after it:
+    it depends on every ``ready`` of the batch, and every drain of batch k+1 depends on it (through
+    ``_after_batch``, where a check between batches goes).
     """
 
     token: pulumi.Output[str]
@@ -43,6 +46,8 @@ class K3sCluster(pulumi.ComponentResource):
     installs: dict[str, command.remote.Command]
     ready: dict[str, command.remote.Command]
     rendered_configs: dict[str, pulumi.Output[str]]
+    batches: tuple[Batch, ...]
+    batch_barriers: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -84,12 +89,22 @@ class K3sCluster(pulumi.ComponentResource):
 
         self.installs, self.ready, self.rendered_configs = {}, {}, {}
         self._retires: dict[str, command.remote.Command] = {}
+        self.batches, self.batch_barriers = plan_batches(cfg), []
+        self._gates: list[pulumi.Resource] = []  # what the next batch's drains wait for, per batch
         plan = plan_rollout(cfg)
+        by_batch: dict[int, list[NodeRollout]] = {}
         for entry in plan:
-            self._declare_node(entry, guard, extra_san)
+            by_batch.setdefault(entry.batch, []).append(entry)
+        for batch in self.batches:
+            for entry in by_batch[batch.index]:
+                self._declare_node(entry, guard, extra_san)
+            barrier = _barrier(f"{name}-batch-{batch.index}", [self.ready[n] for n in batch.names], self)
+            self.batch_barriers.append(barrier)
+            self._gates.append(self._after_batch(batch, barrier))
         self.api_ready = self.ready[first.node.name]
-        # Everything that must have happened before the cluster has all its nodes.
-        self.joined = [*self.installs.values(), *self.ready.values()]
+        # Everything that must have happened before the cluster has all its nodes: the last barrier
+        # stands after every node's ready (each batch after the previous one), one dependency not 2N.
+        self.joined = [self.batch_barriers[-1]]
 
         raw_kubeconfig = command.remote.Command(
             f"{name}-kubeconfig",
@@ -118,11 +133,8 @@ class K3sCluster(pulumi.ComponentResource):
         self.api_address = public_api
         # Through the load balancer, a request may reach any server: wait until every one of them
         # runs its current config (tls-san with that address included), and the LB is set up.
-        provider_after = (
-            [self.api_ready]
-            if api_host is None
-            else [*(self.ready[n.name] for n in cfg.servers), *self._join_through]
-        )
+        servers_done = self.batch_barriers[len(cfg.servers) - 1]  # after every server's ready
+        provider_after = [self.api_ready] if api_host is None else [servers_done, *self._join_through]
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
@@ -178,7 +190,7 @@ class K3sCluster(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
-        after = [guard, *(self.ready[n] for n in entry.after)]
+        after = [guard, *([self._gates[entry.after_batch]] if entry.after_batch is not None else [])]
         if node.name != cfg.servers[0].name:
             after += self._join_through
         # A replaced server: the retire step's replacement drains and deletes the old Node; this
@@ -240,6 +252,11 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
         )
 
+    def _after_batch(self, batch: Batch, barrier: pulumi.Resource) -> pulumi.Resource:
+        """What the next batch's drains wait for once ``batch`` is back: its barrier. A check between
+        batches (issue 20) goes here: made to depend on ``barrier``, and returned instead of it."""
+        return barrier
+
     def _declare_node_metadata(self, entry: NodeRollout) -> None:
         """Labels by server-side apply under our field manager; taints by a command (atomic list)."""
         name, node = self._name, entry.node
@@ -278,6 +295,13 @@ class K3sCluster(pulumi.ComponentResource):
                 lambda args: k3s.to_yaml(k3s.render_server_config(cfg, node, args[0], args[1] or None))
             )
         return public_ip.apply(lambda ip: k3s.to_yaml(k3s.render_agent_config(cfg, node, ip)))
+
+
+def _barrier(name: str, batch_ready: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
+    """One batch's boundary: a local command with nothing to run, so it never does anything on any
+    run; it exists to be depended on (2 x batch size dependencies per boundary instead of the square,
+    and a chain as long as the number of batches)."""
+    return command.local.Command(name, opts=pulumi.ResourceOptions(parent=parent, depends_on=batch_ready))
 
 
 def _connection(handle: ServerHandle, secrets: Secrets) -> command.remote.ConnectionArgs:
