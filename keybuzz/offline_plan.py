@@ -169,12 +169,14 @@ def _render_day2(run: ProgramRun, w: Any) -> None:
 
 def rollout_order(run: ProgramRun) -> list[list[str]]:
     """Node names in rollout order, one list per step (a batch of agents shares a step), read back
-    from each node's drain and the readies it waits for."""
-    after = {
-        r.name.split("-k3s-drain-", 1)[1]: {d.split("-k3s-ready-", 1)[1] for d in r.depends_on if "-k3s-ready-" in d}
-        for r in run.resources
-        if "-k3s-drain-" in r.name
-    }
+    from each node's drain and the readies it waits for (through the batch barrier before it)."""
+    barriers = {r.name: r.depends_on for r in run.resources if "-k3s-batch-" in r.name}
+
+    def readies(deps: list[str]) -> set[str]:
+        through = [d for b in deps if b in barriers for d in barriers[b]]
+        return {d.split("-k3s-ready-", 1)[1] for d in [*deps, *through] if "-k3s-ready-" in d}
+
+    after = {r.name.split("-k3s-drain-", 1)[1]: readies(r.depends_on) for r in run.resources if "-k3s-drain-" in r.name}
     waves: list[list[str]] = []
     placed: set[str] = set()
     while len(placed) < len(after):
