@@ -185,7 +185,9 @@ def test_the_override_for_one_run_is_passed_on_and_logged_loudly(project):
 def _readme_shell_lines():
     import re
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]  # the README and its docs/ pages
+    readme = "\n".join(page.read_text() for page in pages)
     for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             command = line.split("#", 1)[0].strip()
