@@ -6,7 +6,10 @@ Printed per size: resources, the longest dependency chain (links of the graph th
 cycle check walks at every registration, pulumi/runtime/resource_cycle_breaker.py: every
 ``depends_on`` and every input taken from another resource's output), seconds, seconds per node.
 
-    bin/bench [--sizes 10,50,100,500] [--batch 10%] [--stack prod] [--up]
+    bin/bench [--sizes 10,50,100,500] [--batch 10%] [--stack prod] [--up] [--sdk-cycle-check]
+
+``--sdk-cycle-check``: keep the SDK's own recursive cycle check (keybuzz/sdk_scale.py not installed),
+to see what the batches alone do.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def overrides_for(nodes: int, batch: str, servers: int) -> dict[str, object]:
     }
 
 
-def measure_one(nodes: int, batch: str, stack: str, preview: bool) -> Mapping[str, object]:
+def measure_one(nodes: int, batch: str, stack: str, preview: bool, sdk_check: bool = False) -> Mapping[str, object]:
     """Run the program once under mocks and measure it (call in a fresh process)."""
     sys.path.insert(0, str(ROOT))
     from pulumi.runtime import resource_cycle_breaker
@@ -77,6 +80,8 @@ def measure_one(nodes: int, batch: str, stack: str, preview: bool) -> Mapping[st
         return original(from_resource, to_resource)
 
     resource_cycle_breaker._add_dep = recording_add_dep
+    if sdk_check:
+        resource_cycle_breaker._keybuzz_linear_cycle_check = True  # sdk_scale.install() then does nothing
     servers = 3 if nodes >= 3 else 1
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))  # the SDK's default: no head room added
     start = time.perf_counter()
@@ -94,12 +99,14 @@ def _key(resource: object) -> str:
     return f"{getattr(resource, '_type', '?')}::{getattr(resource, '_name', id(resource))}"
 
 
-def run_sizes(sizes: Iterable[int], batch: str, stack: str, preview: bool) -> list[dict[str, object]]:
+def run_sizes(
+    sizes: Iterable[int], batch: str, stack: str, preview: bool, sdk_check: bool = False
+) -> list[dict[str, object]]:
     """Each size in its own process; a size that fails is reported with the last line of its error."""
     rows = []
     for nodes in sizes:
         cmd = [sys.executable, __file__, "--one", str(nodes), "--batch", batch, "--stack", stack]
-        cmd += [] if preview else ["--up"]
+        cmd += ([] if preview else ["--up"]) + (["--sdk-cycle-check"] if sdk_check else [])
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
@@ -110,10 +117,11 @@ def run_sizes(sizes: Iterable[int], batch: str, stack: str, preview: bool) -> li
     return rows
 
 
-def report(rows: list[dict[str, object]], batch: str, stack: str, preview: bool) -> str:
+def report(rows: list[dict[str, object]], batch: str, stack: str, preview: bool, sdk_check: bool = False) -> str:
     mode = "preview" if preview else "up"
+    check = ", the SDK's own cycle check" if sdk_check else ""
     out = [
-        f"stack {stack}, {mode} under the mock engine, agentUpgradeBatchSize {batch}, subnetCidr {SUBNET}",
+        f"stack {stack}, {mode} under the mock engine, agentUpgradeBatchSize {batch}, subnetCidr {SUBNET}{check}",
         f"{'nodes':>6} {'resources':>10} {'chain':>6} {'seconds':>8} {'s/node':>8}",
     ]
     for row in rows:
@@ -136,14 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", default="10%", help="agentUpgradeBatchSize (a number or a percentage)")
     parser.add_argument("--stack", default="prod")
     parser.add_argument("--up", action="store_true", help="evaluate as `pulumi up` (default: preview)")
+    parser.add_argument("--sdk-cycle-check", action="store_true", help="keep the SDK's recursive cycle check")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(measure_one(args.one, args.batch, args.stack, not args.up)))
+        print(json.dumps(measure_one(args.one, args.batch, args.stack, not args.up, args.sdk_cycle_check)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    rows = run_sizes(sizes, args.batch, args.stack, not args.up)
-    print(report(rows, args.batch, args.stack, not args.up))
+    rows = run_sizes(sizes, args.batch, args.stack, not args.up, args.sdk_cycle_check)
+    print(report(rows, args.batch, args.stack, not args.up, args.sdk_cycle_check))
     return 1 if any("error" in r for r in rows) else 0
 
 
