@@ -33,8 +33,9 @@ class K3sCluster(pulumi.ComponentResource):
     Order (keybuzz/rollout.py): servers one at a time, each back to /readyz (and, on a change, its
     node Ready and uncordoned) before the next; then agents in batches of ``agentUpgradeBatchSize``.
     ``batches[k]`` is rollout batch k and ``batch_barriers[k]`` the resource that stands after it:
-    it depends on every ``ready`` of the batch, and every drain of batch k+1 depends on it (through
-    ``_after_batch``, where a check between batches goes).
+    every drain of batch k+1 depends on it (through ``_after_batch``, where a check between batches
+    goes). For a batch of several nodes it is a barrier that depends on each ``ready`` of the batch;
+    for a batch of one node (every server, agents at batch size 1) it is that node's ``ready``.
     """
 
     token: pulumi.Output[str]
@@ -98,7 +99,8 @@ class K3sCluster(pulumi.ComponentResource):
         for batch in self.batches:
             for entry in by_batch[batch.index]:
                 self._declare_node(entry, guard, extra_san)
-            barrier = _barrier(f"{name}-batch-{batch.index}", [self.ready[n] for n in batch.names], self)
+            ready = [self.ready[n] for n in batch.names]
+            barrier = ready[0] if len(ready) == 1 else _barrier(f"{name}-batch-{batch.index}", ready, self)
             self.batch_barriers.append(barrier)
             self._gates.append(self._after_batch(batch, barrier))
         self.api_ready = self.ready[first.node.name]
@@ -133,8 +135,11 @@ class K3sCluster(pulumi.ComponentResource):
         self.api_address = public_api
         # Through the load balancer, a request may reach any server: wait until every one of them
         # runs its current config (tls-san with that address included), and the LB is set up.
-        servers_done = self.batch_barriers[len(cfg.servers) - 1]  # after every server's ready
-        provider_after = [self.api_ready] if api_host is None else [servers_done, *self._join_through]
+        provider_after = (
+            [self.api_ready]
+            if api_host is None
+            else [*(self.ready[n.name] for n in cfg.servers), *self._join_through]
+        )
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
@@ -298,9 +303,9 @@ class K3sCluster(pulumi.ComponentResource):
 
 
 def _barrier(name: str, batch_ready: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
-    """One batch's boundary: a local command with nothing to run, so it never does anything on any
-    run; it exists to be depended on (2 x batch size dependencies per boundary instead of the square,
-    and a chain as long as the number of batches)."""
+    """The boundary after a batch of several nodes: a local command with nothing to run, so it never
+    does anything on any run; it exists to be depended on (2 x batch size dependencies per boundary
+    instead of the square, and a chain as long as the number of batches)."""
     return command.local.Command(name, opts=pulumi.ResourceOptions(parent=parent, depends_on=batch_ready))
 
 

@@ -10,8 +10,9 @@ server type) goes through the same chain on that node, and nodes go through it i
 - then agents, ``agentUpgradeBatchSize`` per batch (a number, or a percentage of the agents like
   Kubernetes' ``maxUnavailable``), each batch after the previous one is back.
 
-Between two batches stands one barrier (components/k3s.py): it waits for every ``ready`` of its
-batch, and every ``drain`` of the next batch waits for it. So the longest dependency chain grows
+Between two batches stands one boundary (components/k3s.py): after a batch of several nodes a
+barrier that waits for every ``ready`` of its batch, after a batch of one that node's ``ready``;
+every ``drain`` of the next batch waits for it. So the longest dependency chain grows
 with the number of batches, not of nodes (the Pulumi SDK walks every chain recursively at each
 registration, pulumi/runtime/resource_cycle_breaker.py: a chain of ~1,000 links is a
 RecursionError), and a batch boundary is one resource, where a check between batches can sit.

@@ -153,13 +153,10 @@ def test_servers_roll_one_at_a_time_and_agents_after_the_last_server(run):
     assert run.named(f"{name}-k3s-drain-{servers[0]}").depends_on == [guard, f"{name}-k3s-retire-{servers[0]}"]
     # Joining nodes also wait for the API load balancer they join through (staging, prod).
     lb = [] if run.stack == "dev" else [f"{name}-api-lb"]
-    # One barrier after each batch (here: each node): it waits for the batch's ready, the next drains for it.
-    for index, (previous, current) in enumerate(zip(chain, chain[1:], strict=False)):
-        barrier = f"{name}-k3s-batch-{index}"
+    for previous, current in zip(chain, chain[1:], strict=False):
         assert run.named(f"{name}-k3s-drain-{current}").depends_on == [
-            guard, barrier, *lb, f"{name}-k3s-retire-{current}"
+            guard, f"{name}-k3s-ready-{previous}", *lb, f"{name}-k3s-retire-{current}"
         ]
-        assert run.named(barrier).depends_on == [f"{name}-k3s-ready-{previous}"]
     for node in chain:
         assert run.named(f"{name}-k3s-resize-{node}").depends_on == [f"{name}-k3s-drain-{node}"]
         assert run.named(f"{name}-k3s-install-{node}").depends_on == [

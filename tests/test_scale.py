@@ -35,15 +35,15 @@ def chain_of(nodes: int, batch: str) -> int:
 
 
 def test_twice_the_agents_in_as_many_batches_make_no_longer_chain():
-    # 5 agents one at a time, 10 agents two at a time: 5 batches each.
-    assert chain_of(8, "1") == chain_of(13, "20%")
+    # 20% of 10 agents: 5 batches of 2; of 20 agents: 5 batches of 4.
+    assert chain_of(13, "20%") == chain_of(23, "20%")
 
 
 def test_the_chain_grows_by_batch_not_by_node():
-    ten_batches = chain_of(13, "1")  # 10 agents
-    five_batches = chain_of(13, "20%")
+    ten_batches = chain_of(23, "10%")  # 20 agents, 2 a batch
+    five_batches = chain_of(23, "20%")
     per_batch = (ten_batches - five_batches) / 5
-    assert 4 <= per_batch <= 7  # drain, resize, install, ready, barrier (+ what sits between batches)
+    assert per_batch == 5  # drain, resize, install, ready, barrier
     assert ten_batches < 200
 
 

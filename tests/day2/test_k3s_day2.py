@@ -68,12 +68,6 @@ def barrier(index):
     return f"{K}-batch-{index}"
 
 
-def follows(run, previous, current):
-    """``current``'s drain waits for the barrier of the batch before it, which waits for ``previous``'s ready."""
-    gates = [d for d in deps(run, "drain", current) if d.startswith(f"{K}-batch-")]
-    return len(gates) == 1 and f"{K}-ready-{C}-{previous}" in run.named(gates[0]).depends_on
-
-
 SERVERS = ("cp-1", "cp-2", "cp-3")
 AGENTS = ("workers-1", "workers-2")
 
@@ -102,14 +96,11 @@ def test_k3s_version_bump_restarts_every_node_in_place_servers_first_then_agents
     updates = {n: bumped.named(f"{K}-drain-{C}-{n}").inputs["update"] for n in nodes}
     self_drained = [n for n in nodes if "no K3s on this machine yet" in updates[n]]
     assert self_drained == ["cp-1"]
-    # Batches of one (the default size): each node's drain waits for the barrier standing after the
-    # node before it, and that barrier only for that node's ready.
     chain = list(nodes)
-    for index, (previous, current) in enumerate(zip(chain, chain[1:], strict=False)):
-        assert barrier(index) in deps(bumped, "drain", current)
-        assert bumped.named(barrier(index)).depends_on == [f"{K}-ready-{C}-{previous}"]
-    # The barriers never run anything: nothing about them changes with the version.
-    assert all(bumped.named(barrier(i)).inputs == {} for i in range(len(nodes)))
+    for previous, current in zip(chain, chain[1:], strict=False):
+        assert f"{K}-ready-{C}-{previous}" in deps(bumped, "drain", current)
+    # Batches of one node need no barrier resource: the node's ready is the boundary.
+    assert not [r.name for r in bumped.resources if r.name.startswith(f"{K}-batch-")]
     for node in chain:
         # The retire step too: a replaced server's old Node and etcd member are gone before it joins.
         assert deps(bumped, "install", node) == [f"{C}-{node}", f"{K}-resize-{C}-{node}", f"{K}-retire-{C}-{node}"]
@@ -123,17 +114,19 @@ def test_agents_upgrade_in_batches_of_agent_upgrade_batch_size():
     lb = f"{C}-api-lb"
     guard = f"{K}-critical-config"
     ready = [f"{K}-ready-{C}-workers-{i}" for i in range(1, 6)]
-    # Batches 0..2: the servers; 3: workers 1-2; 4: workers 3-4; 5: worker 5.
-    assert deps(run, "drain", "workers-1") == [guard, barrier(2), lb, f"{K}-retire-{C}-workers-1"]
-    assert deps(run, "drain", "workers-2") == [guard, barrier(2), lb, f"{K}-retire-{C}-workers-2"]
+    # Batches 0..2: one server each (its ready is the boundary); 3: workers 1-2; 4: workers 3-4; 5: worker 5.
+    # A batch of several nodes ends in one barrier: it waits for each ready, the next batch's drains for it.
+    assert deps(run, "drain", "workers-1") == [guard, f"{K}-ready-{C}-cp-3", lb, f"{K}-retire-{C}-workers-1"]
+    assert deps(run, "drain", "workers-2") == [guard, f"{K}-ready-{C}-cp-3", lb, f"{K}-retire-{C}-workers-2"]
     assert deps(run, "drain", "workers-3") == [guard, barrier(3), lb, f"{K}-retire-{C}-workers-3"]
     assert deps(run, "drain", "workers-4") == [guard, barrier(3), lb, f"{K}-retire-{C}-workers-4"]
     assert deps(run, "drain", "workers-5") == [guard, barrier(4), lb, f"{K}-retire-{C}-workers-5"]
-    assert run.named(barrier(2)).depends_on == [f"{K}-ready-{C}-cp-3"]
     assert run.named(barrier(3)).depends_on == ready[0:2]
     assert run.named(barrier(4)).depends_on == ready[2:4]
-    assert run.named(barrier(5)).depends_on == ready[4:5]
-    # Removal goes in two lanes (the batch size): workers 5, 4 before 3, 2 ... last first.
+    assert [r.name for r in run.resources if r.name.startswith(f"{K}-batch-")] == [barrier(3), barrier(4)]
+    # A barrier runs nothing on any run: no inputs that could change.
+    assert run.named(barrier(3)).type == "command:local:Command" and run.named(barrier(3)).inputs == {}
+    # Removal goes in two lanes (the batch size): worker 5 before 3 before 1, worker 4 before 2.
     assert [deps(run, "retire", f"workers-{i}")[1:] for i in range(1, 6)] == [
         [], [], [f"{K}-retire-{C}-workers-1"], [f"{K}-retire-{C}-workers-2"], [f"{K}-retire-{C}-workers-3"]
     ]
@@ -142,12 +135,14 @@ def test_agents_upgrade_in_batches_of_agent_upgrade_batch_size():
 def test_agents_upgrade_in_batches_of_a_percentage_of_the_agents():
     pools = [{"name": "workers", "count": 20, "serverType": "cx33"}]
     run = staging(nodePools=pools, agentUpgradeBatchSize="25%")
-    # 25% of 20 agents: batches of 5 after the three servers' batches.
+    # 25% of 20 agents: 4 batches of 5 after the three servers' batches.
+    first = [f"{K}-ready-{C}-cp-3"]
     for b in range(4):
         members = [f"{K}-ready-{C}-workers-{i}" for i in range(5 * b + 1, 5 * b + 6)]
         assert run.named(barrier(3 + b)).depends_on == members
         for i in range(5 * b + 1, 5 * b + 6):
-            assert barrier(2 + b) in deps(run, "drain", f"workers-{i}")
+            wait = first if b == 0 else [barrier(2 + b)]
+            assert deps(run, "drain", f"workers-{i}")[1:2] == wait
     assert not any(r.name == barrier(7) for r in run.resources)
 
 
@@ -198,7 +193,7 @@ def test_server_type_change_drains_resizes_and_uncordons_one_node_at_a_time(base
     # drain -> resize -> (install, unchanged) -> ready (wait Ready, uncordon) -> next node's drain.
     assert deps(resized, "resize", "workers-1") == [f"{K}-drain-{C}-workers-1"]
     assert deps(resized, "install", "workers-1")[1:] == [f"{K}-resize-{C}-workers-1", f"{K}-retire-{C}-workers-1"]
-    assert follows(resized, "workers-1", "workers-2")
+    assert f"{K}-ready-{C}-workers-1" in deps(resized, "drain", "workers-2")
 
 
 def test_control_plane_type_change_resizes_servers_one_at_a_time(base):
@@ -207,22 +202,23 @@ def test_control_plane_type_change_resizes_servers_one_at_a_time(base):
     assert changed(base, resized) == per_node(("drain", "resize", "ready"), *SERVERS) | servers
     assert all(differing(base, resized, s) == {"serverType"} for s in servers)
     assert all("serverType" in resized.named(s).options["ignore_changes"] for s in servers)
-    assert follows(resized, "cp-1", "cp-2") and follows(resized, "cp-2", "cp-3")
+    assert f"{K}-ready-{C}-cp-1" in deps(resized, "drain", "cp-2")
+    assert f"{K}-ready-{C}-cp-2" in deps(resized, "drain", "cp-3")
 
 
 def test_pool_grow_adds_only_the_new_nodes_resources(base):
     grown = staging(nodePools=[{**WORKERS, "count": 3}])
-    assert added(base, grown) == {f"{C}-workers-3", barrier(5)} | per_node(
+    assert added(base, grown) == {f"{C}-workers-3"} | per_node(
         ("drain", "resize", "install", "ready", "labels", "taints", "retire"), "workers-3"
     )
     assert not changed(base, grown) and not removed(base, grown)
-    assert follows(grown, "workers-2", "workers-3")
+    assert f"{K}-ready-{C}-workers-2" in deps(grown, "drain", "workers-3")
     assert f"{K}-retire-{C}-workers-2" in deps(grown, "retire", "workers-3")
 
 
 def test_pool_shrink_drains_and_deletes_the_node_before_its_server(base):
     shrunk = staging(nodePools=[{**WORKERS, "count": 1}])
-    assert removed(base, shrunk) == {f"{C}-workers-2", barrier(4)} | per_node(
+    assert removed(base, shrunk) == {f"{C}-workers-2"} | per_node(
         ("drain", "resize", "install", "ready", "labels", "taints", "retire"), "workers-2"
     )
     assert not changed(base, shrunk)
@@ -239,15 +235,14 @@ def test_pool_shrink_drains_and_deletes_the_node_before_its_server(base):
 def test_control_plane_3_to_5_joins_the_new_servers_after_the_existing_ones(base):
     grown = staging(controlPlane={"count": 5, "serverType": "cx23"})
     new = ("cp-4", "cp-5")
-    # Two more batches: barriers are named by position, so the agents' move up to 5 and 6 (a barrier
-    # runs nothing, so which batch a name stands after does not matter to the engine).
-    assert added(base, grown) == {f"{C}-{n}" for n in new} | {barrier(5), barrier(6)} | per_node(
+    assert added(base, grown) == {f"{C}-{n}" for n in new} | per_node(
         ("drain", "resize", "install", "ready", "labels", "taints", "retire"), *new
     )
     # Existing nodes are untouched (the first server's bootstrap peers cover every possible server).
     assert not changed(base, grown) and not removed(base, grown)
-    assert follows(grown, "cp-3", "cp-4") and follows(grown, "cp-4", "cp-5")
-    assert follows(grown, "cp-5", "workers-1")  # agents after the last server
+    assert f"{K}-ready-{C}-cp-3" in deps(grown, "drain", "cp-4")
+    assert f"{K}-ready-{C}-cp-4" in deps(grown, "drain", "cp-5")
+    assert f"{K}-ready-{C}-cp-5" in deps(grown, "drain", "workers-1")  # agents after the last server
     for node in new:
         config = yaml.safe_load(k3s.config_in_install_script(grown.named(f"{K}-install-{C}-{node}").inputs["create"]))
         assert config["server"] == "https://10.0.1.5:6443" and "cluster-init" not in config
@@ -260,7 +255,7 @@ def retire_chain(run, servers):
 def test_control_plane_5_to_3_removes_one_etcd_member_at_a_time():
     five = staging(controlPlane={"count": 5, "serverType": "cx23"})
     three = staging(controlPlane={"count": 3, "serverType": "cx23"})
-    assert removed(five, three) == {f"{C}-cp-4", f"{C}-cp-5", barrier(5), barrier(6)} | per_node(
+    assert removed(five, three) == {f"{C}-cp-4", f"{C}-cp-5"} | per_node(
         ("drain", "resize", "install", "ready", "labels", "taints", "retire"), "cp-4", "cp-5"
     )
     assert not changed(five, three)
