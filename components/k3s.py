@@ -17,6 +17,7 @@ import pulumi_random as random
 
 from components.servers import ServerHandle
 from keybuzz import k3s, node_ops
+from keybuzz.cluster_origin import ClusterOrigin, may_initialise
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import CriticalConfigGuard
 from keybuzz.resize import ServerTypeChange
@@ -88,6 +89,9 @@ class K3sCluster(pulumi.ComponentResource):
         public_api = pulumi.Output.from_input(api_host) if api_host is not None else first.public_ip
         extra_san = pulumi.Output.from_input(api_host) if api_host is not None else pulumi.Output.from_input("")
 
+        # Recorded once: the Hetzner id of the server that created the cluster (the only one that may
+        # run cluster-init). On an existing stack, its first run records the first server of the moment.
+        self._origin = ClusterOrigin(f"{name}-cluster-origin", server_id=first.server.id, opts=child)
         self.installs, self.ready, self.rendered_configs = {}, {}, {}
         self._retires: dict[str, command.remote.Command] = {}
         self.batches, self.batch_barriers = plan_batches(cfg), []
@@ -162,6 +166,8 @@ class K3sCluster(pulumi.ComponentResource):
         name, cfg, node = self._name, self._cfg, entry.node
         handle = self._handles[node.name]
         ops = _connection(self._handles[entry.ops_host], self._secrets)
+        # The ops host's scripts use the first ready API: its own, else the LB's or another server's.
+        apis = k3s.api_addresses(cfg)
         rendered = self._render(entry, extra_san)
         self.rendered_configs[node.name] = rendered
         # The server id is in the fingerprint and the install script: a replaced server (new machine,
@@ -182,6 +188,7 @@ class K3sCluster(pulumi.ComponentResource):
                 node.private_ip,
                 alone=entry.retire_host == node.name,
                 first=node.name == cfg.servers[0].name,
+                api_fallbacks=apis,
             ),
             # A replaced server is a new machine under the same name: its old Node (and etcd member)
             # must go first, or the new one is refused (node password) or doubles the member.
@@ -206,7 +213,7 @@ class K3sCluster(pulumi.ComponentResource):
             connection=ops,
             create=fingerprint.apply(lambda fp: node_ops.new_node_script(node.name, fp)),
             update=fingerprint.apply(
-                lambda fp: node_ops.drain_script(node.name, fp, on_node=entry.ops_host == node.name)
+                lambda fp: node_ops.drain_script(node.name, fp, on_node=entry.ops_host == node.name, api_fallbacks=apis)
             ),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
@@ -219,18 +226,9 @@ class K3sCluster(pulumi.ComponentResource):
             upgrade_disk=node.upgrade_disk,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[drain]),
         )
-        if node.role == "server" and node.name == cfg.servers[0].name:
-            peers = k3s.bootstrap_peers(cfg)
-            script = pulumi.Output.all(rendered, server_id).apply(
-                lambda args: k3s.install_script(
-                    "server",
-                    cfg.k3s_version,
-                    args[0],
-                    node.name,
-                    bootstrap_yaml=k3s.bootstrap_server_yaml(args[0]),
-                    peer_ips=peers,
-                    server_id=str(args[1]),
-                )
+        if node.name == cfg.servers[0].name:
+            script = pulumi.Output.all(rendered, server_id, self._origin.serverId).apply(
+                lambda args: _first_server_install(cfg, node.name, args[0], str(args[1]), str(args[2]))
             )
         else:
             script = pulumi.Output.all(rendered, server_id).apply(
@@ -251,8 +249,8 @@ class K3sCluster(pulumi.ComponentResource):
         self.ready[node.name] = command.remote.Command(
             f"{name}-ready-{node.name}",
             connection=ops,
-            create=fingerprint.apply(lambda fp: node_ops.registered_script(node.name, fp)),
-            update=fingerprint.apply(lambda fp: node_ops.ready_script(node.name, fp)),
+            create=fingerprint.apply(lambda fp: node_ops.registered_script(node.name, fp, api_fallbacks=apis)),
+            update=fingerprint.apply(lambda fp: node_ops.ready_script(node.name, fp, api_fallbacks=apis)),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
         )
@@ -285,7 +283,7 @@ class K3sCluster(pulumi.ComponentResource):
         command.remote.Command(
             f"{name}-taints-{node.name}",
             connection=_connection(self._handles[entry.ops_host], self._secrets),
-            create=node_ops.taints_script(node.name, node.taints),
+            create=node_ops.taints_script(node.name, node.taints, api_fallbacks=k3s.api_addresses(self._cfg)),
             # A replaced server's new Node has none of them: set them again (no delete script: harmless).
             triggers=[handle.server.id],
             logging=command.remote.Logging.STDOUT_AND_STDERR,
@@ -307,6 +305,31 @@ def _barrier(name: str, batch_ready: list[pulumi.Resource], parent: pulumi.Resou
     does anything on any run; it exists to be depended on (2 x batch size dependencies per boundary
     instead of the square, and a chain as long as the number of batches)."""
     return command.local.Command(name, opts=pulumi.ResourceOptions(parent=parent, depends_on=batch_ready))
+
+
+def _first_server_install(cfg: ClusterConfig, node_name: str, rendered: str, server_id: str, origin_id: str) -> str:
+    """The first server's install: may initialise only as the server that created the cluster (state).
+
+    Any other machine under its name (a replacement) joins the running cluster and never initialises;
+    with no other server to join (a replaced lone server) it refuses to start at all.
+    """
+    if may_initialise(server_id, origin_id):
+        return k3s.install_script(
+            "server", cfg.k3s_version, rendered, node_name,
+            bootstrap_yaml=k3s.bootstrap_server_yaml(rendered), server_id=server_id,
+        )
+    address = k3s.rejoin_address(cfg)
+    if address is None:
+        refusal = (
+            f"this server (Hetzner id {server_id}) replaces the only server, which created the cluster "
+            f"(id {origin_id}): there is no cluster left to join, and a replacement never initialises one. "
+            "Restore the cluster from a snapshot, or create a new stack"
+        )
+        return k3s.install_script("server", cfg.k3s_version, rendered, node_name, refusal=refusal, server_id=server_id)
+    return k3s.install_script(
+        "server", cfg.k3s_version, k3s.rejoin_server_yaml(rendered, address), node_name,
+        rejoin_url=f"https://{address}:{k3s.API_PORT}", server_id=server_id,
+    )
 
 
 def _connection(handle: ServerHandle, secrets: Secrets) -> command.remote.ConnectionArgs:

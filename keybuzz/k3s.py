@@ -21,6 +21,9 @@ TOKEN_PATH = "/etc/rancher/k3s/cluster-token"
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 API_PORT = 6443
 ETCD_DATA_DIR = "/var/lib/rancher/k3s/server/db/etcd"
+ETCD_WAL_DIR = f"{ETCD_DATA_DIR}/member/wal"
+# The config and K3s version K3s last started with successfully (see install_script).
+APPLIED_PATH = "/etc/rancher/k3s/keybuzz-applied"
 READY_TIMEOUT_SECONDS = 300
 INSTALL_TIMEOUT_SECONDS = 600
 CLOUD_INIT_TIMEOUT_SECONDS = 600
@@ -53,8 +56,9 @@ def render_server_config(
 
     Every server, the first included, names ``server: https://<join_ip>:6443``: a server that has
     etcd data ignores it (K3s: "bootstrap already complete"), a fresh one joins the running cluster.
-    Only the first server's install script may swap this for ``bootstrap_server_config`` (see
-    ``install_script``), so a replaced first server never starts a second etcd cluster.
+    Only the server that creates the cluster may swap this for ``bootstrap_server_config`` (see
+    ``install_script`` and keybuzz/cluster_origin.py), so a replaced first server never starts a
+    second etcd cluster.
     """
     critical = critical_values(cfg)
     sans = [public_ip, node.private_ip]
@@ -92,6 +96,25 @@ def bootstrap_server_yaml(config_yaml: str) -> str:
     return to_yaml(bootstrap_server_config(yaml.safe_load(config_yaml)))
 
 
+def rejoin_address(cfg: ClusterConfig) -> str | None:
+    """Where a replaced first server joins: the join address, or the second server when that is itself.
+
+    Without an API load balancer every node joins through the first server's own private IP, which a
+    replacement of that server cannot join. None: it is the only server, there is nothing to join.
+    """
+    first = cfg.servers[0]
+    if cfg.join_ip != first.private_ip:
+        return cfg.join_ip
+    return cfg.servers[1].private_ip if len(cfg.servers) > 1 else None
+
+
+def rejoin_server_yaml(config_yaml: str, address: str) -> str:
+    """A first server's rendered config.yaml, set to join the running cluster through ``address``."""
+    config = yaml.safe_load(config_yaml)
+    config["server"] = f"https://{address}:{API_PORT}"
+    return to_yaml(config)
+
+
 def render_agent_config(cfg: ClusterConfig, node: Node, public_ip: str) -> dict[str, Any]:
     """K3s agent config: join through ``cfg.join_ip`` over the private network.
 
@@ -107,17 +130,17 @@ def render_agent_config(cfg: ClusterConfig, node: Node, public_ip: str) -> dict[
     }
 
 
-def bootstrap_peers(cfg: ClusterConfig) -> tuple[str, ...]:
-    """Where the first server looks for a running cluster before it may initialise one.
+def api_addresses(cfg: ClusterConfig) -> tuple[str, ...]:
+    """Private addresses a server may reach another server's API on, in the order they are tried.
 
-    Every address a server or the API load balancer can ever have, not only today's: the script
-    (and so the first server's install command) stays the same when the control plane grows or
-    shrinks, and a server left over from a larger control plane still counts as a cluster.
+    The API load balancer first, then every address a server can ever have, not only today's: the
+    node scripts (and so their commands) stay the same when the control plane grows or shrinks.
+    Each is in every server's serving certificate (``tls-san`` above has the private IP and the
+    LB's private IP).
     """
     subnet = ipaddress.ip_network(cfg.subnet_cidr)
     first = subnet.network_address + CONTROL_PLANE_FIRST_OFFSET
-    servers = [str(first + i) for i in range(1, CONTROL_PLANE_MAX)]
-    return (*servers, cfg.api_lb_private_ip)
+    return (cfg.api_lb_private_ip, *(str(first + i) for i in range(CONTROL_PLANE_MAX)))
 
 
 def join_url(cfg: ClusterConfig) -> str:
@@ -170,20 +193,27 @@ def install_script(
     node_name: str,
     *,
     bootstrap_yaml: str | None = None,
-    peer_ips: tuple[str, ...] = (),
+    rejoin_url: str | None = None,
+    refusal: str | None = None,
     timeout_seconds: int = INSTALL_TIMEOUT_SECONDS,
     server_id: str = "",
 ) -> str:
     """Shell run on a node as root: write token and config atomically, install pinned K3s, wait.
 
     The cluster token arrives on stdin so it never appears in a command line, a log or the state's
-    command text. The same script runs on create and on update: install.sh restarts K3s only when
-    its binary, unit or env changed, so a changed config.yaml restarts it here
-    (``INSTALL_K3S_FORCE_RESTART``, only when the file's bytes changed). Every wait is bounded:
-    the unit is ``Type=notify`` with ``TimeoutStartSec=0``, so the installer could wait forever.
+    command text. The same script runs on create and on update. install.sh restarts K3s only when
+    its binary, unit or env changed, so the script forces the restart (``INSTALL_K3S_FORCE_RESTART``)
+    whenever the config and version K3s last started with successfully (``APPLIED_PATH``, written
+    only after the start and the readiness check passed) differ from the ones wanted now: a run that
+    failed between writing config.yaml and a good start still restarts K3s on the next run. Every
+    wait is bounded: the unit is ``Type=notify`` with ``TimeoutStartSec=0``, so the installer could
+    wait forever.
 
-    ``bootstrap_yaml`` (first server only): written instead of ``config_yaml`` when this node has no
-    etcd data and no server in ``peer_ips`` answers, i.e. when there is no cluster to join.
+    ``bootstrap_yaml`` (only the server that creates the cluster, decided from state: see
+    keybuzz/cluster_origin.py): written instead of ``config_yaml`` while that server has no etcd
+    data yet, and kept while it is what the server already runs. ``rejoin_url`` (a replaced first
+    server): it joins there and never initialises; failures say so. ``refusal``: the node must not
+    start at all (a replaced lone server: there is no cluster to join); the script fails with it.
     ``server_id`` (the Hetzner server's) is only written as a comment: a replaced server changes the
     script, so the new machine is installed even if it got the old one's address.
     """
@@ -193,6 +223,8 @@ def install_script(
     lines = script_preamble(node_name, unit)
     if server_id:
         lines.append(f"# keybuzz: hetzner server id {server_id}")
+    if refusal is not None:
+        lines += [f"REFUSAL={shlex.quote(refusal)}", '[ -z "$REFUSAL" ] || fail "$REFUSAL"']
     lines += [
         # Hetzner images run cloud-init on first boot; apt and networking must be settled first
         # (exit 2: finished with recoverable errors).
@@ -203,71 +235,90 @@ def install_script(
         "umask 077",
         "install -d -m 0755 /etc/rancher/k3s",
         f"cat > {TOKEN_PATH}.new && mv -f {TOKEN_PATH}.new {TOKEN_PATH}",
-        "RESTART=false",
+        f"K3S_VERSION={shlex.quote(version)}",
+        f"APPLIED={APPLIED_PATH}",
+        # What K3s runs: the version and the exact config.yaml bytes it was started with.
+        f'applied_key() {{ {{ printf \'%s\\n\' "$K3S_VERSION"; cat {CONFIG_PATH}; }} | sha256sum | cut -d" " -f1; }}',
+        # A node set up before this marker existed, running: it runs what is on disk (no restart now).
+        f'if [ ! -f "$APPLIED" ] && [ -f {CONFIG_PATH} ] && systemctl is-active --quiet "$UNIT"; then',
+        '  applied_key > "$APPLIED.new" && mv -f "$APPLIED.new" "$APPLIED"',
+        "fi",
         "write_config() {",
         f"  cat > {CONFIG_PATH}.new",
         f"  chmod 0600 {CONFIG_PATH}.new",
         f"  if cmp -s {CONFIG_PATH}.new {CONFIG_PATH}; then rm -f {CONFIG_PATH}.new; "
-        f"else mv -f {CONFIG_PATH}.new {CONFIG_PATH}; RESTART=true; fi",
+        f"else mv -f {CONFIG_PATH}.new {CONFIG_PATH}; fi",
         "}",
     ]
     join = f"write_config {_HEREDOC_OPEN}{config_yaml}{_HEREDOC_CLOSE}"
     if bootstrap_yaml is None:
+        if rejoin_url is not None:
+            lines.append(
+                'echo "keybuzz: node $NODE replaces the server that created the cluster: it joins '
+                f'{rejoin_url} and never initialises a new cluster" >&2'
+            )
         lines.append(join)
     else:
-        has_data = f"[ -d {ETCD_DATA_DIR} ]"
-        if peer_ips:
-            lines += [
-                "peer_answers() {",
-                f"  for ip in {' '.join(shlex.quote(ip) for ip in peer_ips)}; do",
-                "    curl -skf --connect-timeout 2 --max-time 5 -o /dev/null "
-                f'"https://$ip:{API_PORT}/ping" && return 0',
-                "  done",
-                "  return 1",
-                "}",
-            ]
-            condition = f"{has_data} || peer_answers"
-        else:
-            condition = has_data
+        # K3s counts a server as initialised when its etcd WAL directory exists
+        # (k3s pkg/etcd/etcd.go, IsInitialized: <data-dir>/server/db/etcd/member/wal).
         lines += [
-            f"if {condition}; then",
+            f"cat > {CONFIG_PATH}.bootstrap {_BOOTSTRAP_OPEN}{bootstrap_yaml}{_BOOTSTRAP_CLOSE}",
+            f"if [ -d {ETCD_WAL_DIR} ] && ! cmp -s {CONFIG_PATH}.bootstrap {CONFIG_PATH}; then",
             join,
             "else",
-            '  echo "keybuzz: node $NODE: no etcd data here and no server answers: initialising a new cluster" >&2',
-            f"write_config {_BOOTSTRAP_OPEN}{bootstrap_yaml}{_BOOTSTRAP_CLOSE}",
+            f"  [ -d {ETCD_WAL_DIR} ] || echo \"keybuzz: node $NODE created the cluster's first server and has "
+            'no etcd data yet: initialising the cluster (cluster-init)" >&2',
+            f"  write_config < {CONFIG_PATH}.bootstrap",
             "fi",
+            f"rm -f {CONFIG_PATH}.bootstrap",
         ]
+    never_init = (
+        f" (it joins {rejoin_url} and never initialises a new cluster: is a server healthy there, "
+        "and is the old Node of this server gone?)"
+        if rejoin_url
+        else ""
+    )
     lines += [
-        f"curl -sfL --retry 5 --max-time 120 {shlex.quote(install_script_url(version))} -o /tmp/k3s-install.sh "
+        'wanted=$(applied_key)',
+        'RESTART=false',
+        '[ "$(cat "$APPLIED" 2>/dev/null || true)" = "$wanted" ] || RESTART=true',
+        "installer=$(mktemp)",
+        f'curl -sfL --retry 5 --max-time 120 {shlex.quote(install_script_url(version))} -o "$installer" '
         '|| fail "could not download the K3s installer"',
         f"INSTALL_K3S_FORCE_RESTART=$RESTART INSTALL_K3S_VERSION={shlex.quote(version)} INSTALL_K3S_EXEC={role} "
-        f"timeout --kill-after=10 {timeout_seconds} sh /tmp/k3s-install.sh "
-        f'|| fail "K3s install or start did not finish within {timeout_seconds} s"',
+        f'timeout --kill-after=10 {timeout_seconds} sh "$installer" '
+        f'|| fail {shlex.quote(f"K3s install or start did not finish within {timeout_seconds} s{never_init}")}',
+        'rm -f "$installer"',
     ]
     if role == "server":
         # /readyz, not node Ready: on a first deploy nodes stay NotReady until Calico exists.
         lines += wait_loop(
             "timeout 10 k3s kubectl get --raw /readyz >/dev/null 2>&1",
             READY_TIMEOUT_SECONDS,
-            f"K3s API server not ready (/readyz) after {READY_TIMEOUT_SECONDS} s",
+            f"K3s API server not ready (/readyz) after {READY_TIMEOUT_SECONDS} s{never_init}",
         )
     else:
         lines.append('systemctl is-active --quiet k3s-agent || fail "k3s-agent is not active after the install"')
+    # Only now is this config what K3s runs: a failure above leaves the old marker, so the next run restarts.
+    lines.append('printf \'%s\\n\' "$wanted" > "$APPLIED.new" && mv -f "$APPLIED.new" "$APPLIED"')
     return "\n".join(lines) + "\n"
 
 
 def wait_loop(condition: str, timeout_seconds: int, message: str) -> list[str]:
-    """Poll ``condition`` every 2 s, at most ``timeout_seconds``, then ``fail`` with ``message``."""
+    """Poll ``condition`` every 2 s until a deadline ``timeout_seconds`` from now, then ``fail`` with ``message``.
+
+    Bounded by time, not by a count of tries (a try can itself take seconds): the deadline is computed
+    once, and the failure adds how long the wait really took, so the number an operator reads is true.
+    """
+    quoted = message.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
     return [
-        "i=0",
+        "started=$(date +%s)",
+        f"deadline=$((started + {timeout_seconds}))",
         f"until {condition}; do",
-        "  i=$((i + 1))",
-        f'  [ "$i" -lt {max(1, timeout_seconds // 2)} ] || fail {shlex.quote(message)}',
+        f'  [ "$(date +%s)" -lt "$deadline" ] || fail "{quoted} (waited $(($(date +%s) - started)) s)"',
         "  sleep 2",
         "done",
     ]
-
-
 
 
 def config_in_install_script(script: str) -> str:

@@ -130,10 +130,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         preview: bool,
         stack_outputs: dict[str, dict[str, Any]] | None = None,
         failing_checks: frozenset[str] = frozenset(),
+        recorded_outputs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.preview = preview
         self.stack_outputs = stack_outputs or {}
         self.failing_checks = failing_checks
+        self.recorded_outputs = recorded_outputs or {}
         self.declared: dict[str, Declared] = {}
         self._next_id = 1000
 
@@ -144,6 +146,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         rid = str(zlib.crc32(args.name.encode()) % 900_000_000 + 100_000_000)
         self.declared[args.name] = Declared(args.typ, args.name, dict(args.inputs), args.provider)
         state = dict(args.inputs)
+        # A resource already in state whose diff says "no change": the engine hands back its old outputs.
+        state.update(self.recorded_outputs.get(args.name, {}))
         if args.typ == "pulumi:pulumi:StackReference":
             # Other stacks' outputs are read, not created: known during a preview too.
             name = args.inputs.get("name", args.name)
@@ -238,6 +242,7 @@ def run_program(
     commit: Commit | None = None,
     stack_outputs: dict[str, dict[str, Any]] | None = None,
     failing_checks: frozenset[str] = frozenset(),
+    recorded_outputs: dict[str, dict[str, Any]] | None = None,
 ) -> ProgramRun:
     """Run ``components.stack.build`` for a stack under mocks, as ``pulumi preview``/``up`` would.
 
@@ -245,13 +250,15 @@ def run_program(
     ``commit`` is the program's git commit (default: read from the checkout); ``stack_outputs`` holds the
     outputs of other stacks, by fully qualified name, for StackReferences (the promotion gate).
     ``failing_checks`` names overlay checks (e.g. "mesh") that report ``passed: false``.
+    ``recorded_outputs``: outputs the engine already holds, by resource name, for resources that keep
+    what they recorded at creation (e.g. the cluster origin's server id after cp-1 was replaced).
     """
     from components.stack import build
     from keybuzz.config import load
 
     pickle._Pickler._batch_setitems = _PICKLE_BATCH_SETITEMS  # type: ignore[attr-defined]
     config, secret_keys = stack_config(stack, overrides, stack_doc)
-    mocks = RecordingMocks(preview, stack_outputs, failing_checks)
+    mocks = RecordingMocks(preview, stack_outputs, failing_checks, recorded_outputs)
     commit = commit or read_commit(REPO)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(config, secret_keys)

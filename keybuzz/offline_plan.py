@@ -103,7 +103,7 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
         w(f"  {role} ({s.name}):\n")
         w("".join(f"    {line}\n" for line in yaml.safe_dump(config, sort_keys=True).splitlines()))
         if bootstrap:
-            w("    # only when it has no etcd data and no other server answers, it initialises the cluster with:\n")
+            w("    # only the server recorded as the cluster's creator, while it has no etcd data, initialises with:\n")
             w("".join(f"    {line}\n" for line in bootstrap.splitlines()))
 
     waves = rollout_order(run)

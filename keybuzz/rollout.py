@@ -108,7 +108,9 @@ class NodeRollout:
 
     ``after_batch``: the batch whose barrier this node's drain waits for (None: the first batch).
     ``ops_host``: the server whose ``k3s kubectl`` drains, waits for and uncordons this node (agents
-    have no admin kubeconfig). ``retire_host``: the server that retires it on removal (itself for a
+    have no admin kubeconfig). It is only where the command connects: the scripts talk to the first
+    ready API from there (its own, the LB's, another server's; keybuzz/node_ops.py), so its K3s
+    being down does not stop another node's drain. ``retire_host``: the server that retires it on removal (itself for a
     lone server: nothing to do then). ``retire_after``: the node whose retire step this one's depends
     on, so that deletes run last node first (this one before that one).
     """

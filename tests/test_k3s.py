@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import yaml
+from fakes.node_stubs import make_stubs, run_script
 from harness import SAMPLE_K3S_KUBECONFIG
 from shell_lint import assert_valid_bash
 from test_config import raw_config
@@ -107,10 +106,10 @@ def test_rendering_is_byte_stable_so_reruns_change_nothing():
     assert yaml.safe_load(once)["flannel-backend"] == "none"
 
 
-def first_server_script(peers=("10.0.1.11", "10.0.1.12", "10.0.1.5")):
+def first_server_script(config="node-name: a\n"):
+    """The first server's install while it is the server that created the cluster."""
     return k3s.install_script(
-        "server", "v1.34.1+k3s1", "node-name: a\n", "keybuzz-cp-1",
-        bootstrap_yaml="node-name: a\ncluster-init: true\n", peer_ips=peers,
+        "server", "v1.34.1+k3s1", config, "keybuzz-cp-1", bootstrap_yaml=config + "cluster-init: true\n",
     )
 
 
@@ -124,23 +123,26 @@ def test_install_script_writes_whole_files_atomically_and_pins_the_installer():
     assert "cloud-init status --wait" in script
     assert "node-name: a\nKEYBUZZ_EOF" in script
     assert k3s.bootstrap_config_in_install_script(script) is None
+    assert "cluster-init" not in script
     assert_valid_bash(script)
 
 
-def test_a_changed_config_restarts_k3s_because_install_sh_would_not():
+def test_the_restart_follows_what_k3s_last_started_with_not_the_file_change():
     script = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\n", "keybuzz-workers-1")
-    # RESTART becomes true only when the new file's bytes differ from the one on disk.
-    assert f"if cmp -s {k3s.CONFIG_PATH}.new {k3s.CONFIG_PATH}; then rm -f {k3s.CONFIG_PATH}.new; " in script
-    assert "RESTART=true" in script and "INSTALL_K3S_FORCE_RESTART=$RESTART " in script
+    assert f"APPLIED={k3s.APPLIED_PATH}" in script
+    assert '[ "$(cat "$APPLIED" 2>/dev/null || true)" = "$wanted" ] || RESTART=true' in script
+    assert "INSTALL_K3S_FORCE_RESTART=$RESTART " in script
+    # The marker is written last, after the start and the readiness check.
+    assert script.rstrip().endswith('printf \'%s\\n\' "$wanted" > "$APPLIED.new" && mv -f "$APPLIED.new" "$APPLIED"')
     assert_valid_bash(script)
 
 
 def test_every_wait_in_the_install_script_is_bounded_and_failures_name_the_node():
     script = k3s.install_script("server", "v1.34.1+k3s1", "node-name: a\n", "keybuzz-cp-2")
     assert "timeout 600 cloud-init status --wait" in script
-    assert "timeout --kill-after=10 600 sh /tmp/k3s-install.sh" in script
+    assert 'timeout --kill-after=10 600 sh "$installer"' in script
     assert "curl -sfL --retry 5 --max-time 120 " in script
-    assert "until timeout 10 k3s kubectl get --raw /readyz" in script and '[ "$i" -lt 150 ]' in script
+    assert "until timeout 10 k3s kubectl get --raw /readyz" in script and "deadline=$((started + 300))" in script
     assert "NODE=keybuzz-cp-2" in script and 'journalctl -u "$UNIT" -n 40 --no-pager' in script
     assert "UNIT=k3s\n" in script
     assert "set -x" not in script and "env" not in script.split()
@@ -148,57 +150,116 @@ def test_every_wait_in_the_install_script_is_bounded_and_failures_name_the_node(
     assert "UNIT=k3s-agent\n" in agent and "/readyz" not in agent  # agents have no API server
 
 
-def test_the_first_server_initialises_only_without_etcd_data_and_without_an_answering_peer():
+def test_the_creating_server_initialises_only_without_etcd_data_and_never_probes_peers():
     script = first_server_script()
-    assert f"if [ -d {k3s.ETCD_DATA_DIR} ] || peer_answers; then" in script
-    assert "for ip in 10.0.1.11 10.0.1.12 10.0.1.5; do" in script
-    assert '"https://$ip:6443/ping"' in script
-    # The join config comes first (the one read back as "the" config), the bootstrap one in the else.
+    # K3s's own test for an initialised member: the WAL directory (pkg/etcd/etcd.go IsInitialized).
+    assert k3s.ETCD_WAL_DIR == "/var/lib/rancher/k3s/server/db/etcd/member/wal"
+    assert f"if [ -d {k3s.ETCD_WAL_DIR} ] && ! cmp -s {k3s.CONFIG_PATH}.bootstrap {k3s.CONFIG_PATH}; then" in script
+    assert "/ping" not in script and "peer_answers" not in script
     assert k3s.config_in_install_script(script) == "node-name: a\n"
     assert k3s.bootstrap_config_in_install_script(script) == "node-name: a\ncluster-init: true\n"
-    assert script.index("KEYBUZZ_EOF") < script.index("\nelse\n") < script.index("KEYBUZZ_BOOTSTRAP_EOF")
     assert_valid_bash(script)
-    alone = first_server_script(peers=())
-    assert f"if [ -d {k3s.ETCD_DATA_DIR} ]; then" in alone and "peer_answers" not in alone
-    assert_valid_bash(alone)
 
 
-def run_first_server_choice(tmp_path, *, etcd_data, peer_up):
-    """Run the first server's config choice for real, with stand-ins for curl and the paths."""
-    script = first_server_script(peers=("10.0.1.11",))
-    head = script[: script.index("curl -sfL")]  # stop before the installer
-    root = tmp_path / "root"
-    (root / "etc/rancher/k3s").mkdir(parents=True)
-    if etcd_data:
-        (root / k3s.ETCD_DATA_DIR.lstrip("/")).mkdir(parents=True)
-    head = head.replace("/etc/rancher", f"{root}/etc/rancher").replace(k3s.ETCD_DATA_DIR, f"{root}{k3s.ETCD_DATA_DIR}")
-    head = head.replace("timeout 600 cloud-init status --wait", "true").replace("install -d -m 0755", "mkdir -p")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "curl").write_text(f"#!/bin/sh\nexit {0 if peer_up else 7}\n")
-    (bin_dir / "curl").chmod(0o755)
-    done = subprocess.run(
-        ["bash", "-c", head + 'echo "RESTART=$RESTART"'],
-        input="tok", capture_output=True, text=True, timeout=10,
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+def test_a_replaced_first_server_joins_and_fails_clearly_instead_of_initialising():
+    script = k3s.install_script(
+        "server", "v1.34.1+k3s1", "node-name: a\nserver: https://10.0.1.5:6443\n", "keybuzz-cp-1",
+        rejoin_url="https://10.0.1.5:6443",
     )
+    assert "cluster-init" not in script and k3s.bootstrap_config_in_install_script(script) is None
+    assert "it joins https://10.0.1.5:6443 and never initialises a new cluster" in script
+    assert "never initialises a new cluster: is a server healthy there" in script
+    assert_valid_bash(script)
+    refused = k3s.install_script("server", "v1.34.1+k3s1", "node-name: a\n", "keybuzz-cp-1", refusal="no cluster")
+    refusal = "REFUSAL='no cluster'\n[ -z \"$REFUSAL\" ] || fail \"$REFUSAL\""
+    assert refused.index(refusal) < refused.index("write_config")
+    assert_valid_bash(refused)
+
+
+def install(tmp_path, script, *, active=False, **state_files):
+    """Run an install script as on a node: stubs on PATH, /etc/rancher and /var/lib/rancher under ``root``."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    if not bin_dir.exists():
+        make_stubs(tmp_path)
+    for name in ("start_fails", "download_fails", "active"):
+        (state / name).unlink(missing_ok=True)
+    if active:
+        (state / "active").write_text("")
+    for name, value in state_files.items():
+        if value:
+            (state / name).write_text("")
+    root = tmp_path / "root"
+    (root / "etc/rancher/k3s").mkdir(parents=True, exist_ok=True)
+    script = script.replace("install -d -m 0755", "mkdir -p")
+    done = run_script(script, bin_dir, stdin="token", root=root)
+    installs = (state / "installs").read_text().splitlines() if (state / "installs").exists() else []
+    return done, installs, root / "etc/rancher/k3s"
+
+
+def test_a_fresh_creating_server_initialises_the_cluster(tmp_path):
+    done, installs, etc = install(tmp_path, first_server_script())
     assert done.returncode == 0, done.stderr
-    return (root / "etc/rancher/k3s/config.yaml").read_text(), done.stdout
+    assert (etc / "config.yaml").read_text() == "node-name: a\ncluster-init: true\n"
+    assert "initialising the cluster (cluster-init)" in done.stderr
+    assert installs == ["force_restart=true version=v1.34.1+k3s1 exec=server"]
+    assert (etc / "keybuzz-applied").exists() and not (etc / "config.yaml.bootstrap").exists()
 
 
-def test_a_fresh_first_server_with_no_peer_initialises(tmp_path):
-    written, out = run_first_server_choice(tmp_path, etcd_data=False, peer_up=False)
-    assert written == "node-name: a\ncluster-init: true\n" and "RESTART=true" in out
+def test_the_creating_server_with_etcd_data_keeps_what_it_runs_and_does_not_restart(tmp_path):
+    wal = tmp_path / "root" / k3s.ETCD_WAL_DIR.lstrip("/")
+    wal.mkdir(parents=True)
+    (tmp_path / "root/etc/rancher/k3s").mkdir(parents=True)
+    for on_disk in ("node-name: a\n", "node-name: a\ncluster-init: true\n"):
+        (tmp_path / "root/etc/rancher/k3s/config.yaml").write_text(on_disk)
+        (tmp_path / "root/etc/rancher/k3s/keybuzz-applied").unlink(missing_ok=True)
+        # Set up by an earlier program (no marker), running: no restart, no rewrite.
+        done, installs, etc = install(tmp_path, first_server_script(), active=True)
+        assert done.returncode == 0, done.stderr
+        assert (etc / "config.yaml").read_text() == on_disk
+        assert installs[-1].startswith("force_restart=false ")
+        assert "initialising" not in done.stderr
+    # Some other config on disk (a config change): the joining variant is written, and K3s restarts.
+    (tmp_path / "root/etc/rancher/k3s/config.yaml").write_text("node-name: old\n")
+    done, installs, etc = install(tmp_path, first_server_script(), active=True)
+    assert (etc / "config.yaml").read_text() == "node-name: a\n" and installs[-1].startswith("force_restart=true ")
 
 
-def test_a_replaced_first_server_joins_when_a_peer_answers(tmp_path):
-    written, _ = run_first_server_choice(tmp_path, etcd_data=False, peer_up=True)
-    assert written == "node-name: a\n"
+def test_a_config_change_retried_after_a_failed_start_still_restarts(tmp_path):
+    old = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\nold: 1\n", "keybuzz-workers-1")
+    new = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\nnew: 1\n", "keybuzz-workers-1")
+    done, installs, _ = install(tmp_path, old)
+    assert done.returncode == 0, done.stderr
+    # The change: config.yaml is replaced, then K3s fails to start with it.
+    done, installs, etc = install(tmp_path, new, start_fails=True)
+    assert done.returncode == 1 and installs[-1].startswith("force_restart=true ")
+    assert (etc / "config.yaml").read_text() == "node-name: w\nnew: 1\n"
+    # The re-run finds config.yaml already as wanted; install.sh alone would skip the start. Not here:
+    done, installs, _ = install(tmp_path, new, active=True)
+    assert done.returncode == 0, done.stderr
+    assert installs[-1].startswith("force_restart=true ")
+    # Once K3s started with it, the next run restarts nothing.
+    done, installs, _ = install(tmp_path, new, active=True)
+    assert installs[-1].startswith("force_restart=false ")
 
 
-def test_a_first_server_with_etcd_data_keeps_joining_config(tmp_path):
-    written, _ = run_first_server_choice(tmp_path, etcd_data=True, peer_up=False)
-    assert written == "node-name: a\n"
+def test_a_config_change_retried_after_a_failed_download_still_restarts(tmp_path):
+    old = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\nold: 1\n", "keybuzz-workers-1")
+    new = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\nnew: 1\n", "keybuzz-workers-1")
+    assert install(tmp_path, old)[0].returncode == 0
+    done, installs, _ = install(tmp_path, new, active=True, download_fails=True)
+    assert done.returncode == 1 and "could not download the K3s installer" in done.stderr
+    assert len(installs) == 1  # the installer never ran: K3s still runs the old config
+    done, installs, _ = install(tmp_path, new, active=True)
+    assert installs[-1].startswith("force_restart=true ")
+
+
+def test_a_version_change_is_part_of_what_was_applied(tmp_path):
+    first = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\n", "keybuzz-workers-1")
+    bumped = k3s.install_script("agent", "v1.34.2+k3s1", "node-name: w\n", "keybuzz-workers-1")
+    assert install(tmp_path, first)[0].returncode == 0
+    done, installs, _ = install(tmp_path, bumped, active=True, start_fails=True)
+    done, installs, _ = install(tmp_path, bumped, active=True)
+    assert installs[-1] == "force_restart=true version=v1.34.2+k3s1 exec=agent"
 
 
 def test_install_script_refuses_an_unknown_role():
@@ -240,3 +301,21 @@ def test_guard_accepts_a_new_cluster_and_unchanged_values():
     values = k3s.critical_values(staging_like())
     assert CriticalConfigProvider().check({}, values).failures == []
     assert CriticalConfigProvider().check(values, dict(values)).failures == []
+
+
+def test_a_node_set_up_before_the_marker_is_adopted_without_a_restart_only_while_running(tmp_path):
+    script = k3s.install_script("agent", "v1.34.1+k3s1", "node-name: w\n", "keybuzz-workers-1")
+    etc = tmp_path / "running" / "root/etc/rancher/k3s"
+    etc.mkdir(parents=True)
+    (etc / "config.yaml").write_text("node-name: w\n")
+    done, installs, _ = install(tmp_path / "running", script, active=True)
+    assert done.returncode == 0, done.stderr
+    assert installs == ["force_restart=false version=v1.34.1+k3s1 exec=agent"]
+    # Not running (a first install that failed, or K3s down): nothing to adopt, K3s is (re)started.
+    etc = tmp_path / "stopped" / "root/etc/rancher/k3s"
+    etc.mkdir(parents=True)
+    (etc / "config.yaml").write_text("node-name: w\n")
+    done, installs, _ = install(tmp_path / "stopped", script, start_fails=True)
+    assert done.returncode == 1 and installs == ["force_restart=true version=v1.34.1+k3s1 exec=agent"]
+    done, installs, _ = install(tmp_path / "stopped", script)
+    assert done.returncode == 0 and installs[-1] == "force_restart=true version=v1.34.1+k3s1 exec=agent"

@@ -124,8 +124,9 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     run = run_program("staging")
     blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources if "__provider" in r.inputs}
     # the checks, the critical-config guard, the promotion gate, the ingress edge guard, the deployed-stack
-    # guard, one server-type change per node (3 servers + 2 workers), the API LB's public-interface switch
-    assert len(blobs) == len(CHECK_NAMES) + 4 + 5 + 1
+    # guard, one server-type change per node (3 servers + 2 workers), the API LB's public-interface switch,
+    # the cluster origin (which server may run cluster-init)
+    assert len(blobs) == len(CHECK_NAMES) + 4 + 5 + 1 + 1
     done = subprocess.run(
         [sys.executable, "-c", FRESH],
         input=json.dumps(blobs),
@@ -145,6 +146,7 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     assert loaded["keybuzz-staging-ingress-edge"][0] == "keybuzz.ingress_guard.EdgeGuardProvider"
     assert loaded["keybuzz-staging-k3s-resize-keybuzz-staging-cp-1"][0] == "keybuzz.resize.ServerTypeChangeProvider"
     assert loaded["keybuzz-staging-deployed-stack"][0] == "keybuzz.guards.DeployedStackProvider"
+    assert loaded["keybuzz-staging-k3s-cluster-origin"][0] == "keybuzz.cluster_origin.ClusterOriginProvider"
 
 
 def test_probe_image_defaults_are_the_fixtures_pinned_references():

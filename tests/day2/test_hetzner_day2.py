@@ -380,7 +380,7 @@ def test_api_load_balancer_public_on_adds_its_ip_to_tls_san_restarting_servers_o
     for previous, current in zip(STAGING_SERVERS, STAGING_SERVERS[1:], strict=False):
         drain = lb_public.named(f"{k3s}-drain-keybuzz-staging-{current}")
         assert f"{k3s}-ready-keybuzz-staging-{previous}" in drain.depends_on
-        assert "kubectl drain" in drain.inputs["update"]
+        assert 'kc_within 330 drain "$NODE"' in drain.inputs["update"]
 
 
 def test_the_public_interface_is_switched_by_hetzner_actions_and_never_replaced(monkeypatch):

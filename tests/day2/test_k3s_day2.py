@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from fakes.node_stubs import kubectl_calls, make_stubs, run_script
 from harness import run_program, secret_value
 from shell_lint import assert_valid_bash
 
@@ -89,7 +90,7 @@ def test_k3s_version_bump_restarts_every_node_in_place_servers_first_then_agents
         assert "INSTALL_K3S_VERSION=v1.34.2+k3s1" in install.inputs["create"]
         # An in-place update: only triggers replace a command (the SDK's own option), and it has none.
         assert "triggers" not in install.inputs and install.options["replace_on_changes"] == ["triggers[*]"]
-        assert "kubectl drain" in bumped.named(f"{K}-drain-{C}-{node}").inputs["update"]
+        assert 'kc_within 330 drain "$NODE"' in bumped.named(f"{K}-drain-{C}-{node}").inputs["update"]
         assert 'uncordon "$NODE"' in bumped.named(f"{K}-ready-{C}-{node}").inputs["update"]
     # One at a time: each node's drain waits for the previous node's ready, agents after the last server.
     # Only the first server drains itself; only there may a missing k3s (a new machine) mean nothing to drain.
@@ -227,7 +228,7 @@ def test_pool_shrink_drains_and_deletes_the_node_before_its_server(base):
     retire = base.named(f"{K}-retire-{C}-workers-2")
     assert retire.depends_on == [f"{C}-workers-2", f"{K}-retire-{C}-workers-1"]
     delete = retire.inputs["delete"]
-    assert delete.index("kubectl drain") < delete.index('kubectl delete node "$NODE"')
+    assert delete.index('kc_within 330 drain "$NODE"') < delete.index('kc_within 330 delete node "$NODE"')
     assert retire.options["delete_before_replace"] is True
     assert_valid_bash(delete)
 
@@ -267,7 +268,7 @@ def test_control_plane_5_to_3_removes_one_etcd_member_at_a_time():
     }
     for node, ip in (("cp-4", "10.0.1.13"), ("cp-5", "10.0.1.14")):
         delete = five.named(f"{K}-retire-{C}-{node}").inputs["delete"]
-        assert f"*https://{ip}:2380*) ;;" in delete  # waits until the member list no longer has it
+        assert f"*https://{ip}:2380*) false ;;" in delete  # waits until the member list no longer has it
         assert_valid_bash(delete)
 
 
@@ -292,11 +293,6 @@ def test_a_replaced_first_server_joins_the_running_cluster(base):
     script = base.named(f"{K}-install-{C}-cp-1").inputs["create"]
     config = yaml.safe_load(k3s.config_in_install_script(script))
     assert config["server"] == "https://10.0.1.5:6443" and "cluster-init" not in config
-    # It initialises only with no etcd data and no peer answering on any possible server address or the LB.
-    assert f"if [ -d {k3s.ETCD_DATA_DIR} ] || peer_answers; then" in script
-    peers = " ".join(f"10.0.1.{i}" for i in range(11, 19))
-    assert f"for ip in {peers} 10.0.1.5; do" in script
-    assert_valid_bash(script)
     # Replacing its server replaces its retire first (triggers on the server id, delete before
     # replace): the old Node and etcd member go before the new machine joins under the same name.
     retire = base.named(f"{K}-retire-{C}-cp-1")
@@ -305,6 +301,143 @@ def test_a_replaced_first_server_joins_the_running_cluster(base):
     assert retire.depends_on == [f"{C}-cp-1"]
     assert secret_value(retire.inputs["connection"])["host"] == "203.0.113.11"  # runs on cp-2 (10.0.1.11)...
     assert "NODE=keybuzz-staging-cp-1" in retire.inputs["delete"]  # ...and removes cp-1
+
+
+ORIGIN = f"{K}-cluster-origin"
+
+
+def cp1_id(run):
+    return run.named(f"{K}-resize-{C}-cp-1").inputs["serverId"]
+
+
+def test_only_the_server_that_created_the_cluster_may_initialise_it(base):
+    origin = base.named(ORIGIN)
+    assert origin.inputs["serverId"] == cp1_id(base)
+    assert origin.options["ignore_changes"] == ["serverId"]  # the recorded id never follows a new server
+    script = base.named(f"{K}-install-{C}-cp-1").inputs["create"]
+    assert k3s.bootstrap_config_in_install_script(script) is not None
+    bootstrap = yaml.safe_load(k3s.bootstrap_config_in_install_script(script))
+    assert bootstrap["cluster-init"] is True and "server" not in bootstrap
+    assert f"if [ -d {k3s.ETCD_WAL_DIR} ] &&" in script and "/ping" not in script
+    assert_valid_bash(script)
+    for node in ("cp-2", "cp-3", "workers-1"):
+        assert "cluster-init" not in base.named(f"{K}-install-{C}-{node}").inputs["create"]
+
+
+def test_a_replaced_first_server_never_initialises_and_joins_through_the_load_balancer(base):
+    # State holds the id of the server that created the cluster; cp-1 is now another machine.
+    replaced = staging_with_origin("99")
+    script = replaced.named(f"{K}-install-{C}-cp-1").inputs["create"]
+    assert "cluster-init" not in script and k3s.bootstrap_config_in_install_script(script) is None
+    assert yaml.safe_load(k3s.config_in_install_script(script))["server"] == "https://10.0.1.5:6443"
+    assert "never initialises a new cluster" in script
+    assert_valid_bash(script)
+    # Nothing else differs from a stack whose cp-1 created the cluster: no other node is touched.
+    assert changed(base, replaced) == {f"{K}-install-{C}-cp-1"}
+
+
+def test_a_replaced_first_server_without_load_balancer_joins_through_the_second_server():
+    run = staging_with_origin("99", apiLoadBalancer={"mode": "off"})
+    config = yaml.safe_load(k3s.config_in_install_script(run.named(f"{K}-install-{C}-cp-1").inputs["create"]))
+    assert config["server"] == "https://10.0.1.11:6443"  # not its own address: there is nothing there to join
+    alone = staging_with_origin("99", controlPlane={"count": 1, "serverType": "cx23"})
+    script = alone.named(f"{K}-install-{C}-cp-1").inputs["create"]
+    assert "there is no cluster left to join, and a replacement never initialises one" in script
+    assert "cluster-init" not in script
+
+
+def staging_with_origin(origin_id, **overrides):
+    return run_program(
+        "staging",
+        overrides={f"{P}:{key}": value for key, value in overrides.items()},
+        recorded_outputs={ORIGIN: {"serverId": origin_id}},
+    )
+
+
+def test_an_existing_stack_records_its_first_server_and_nothing_restarts_or_initialises(tmp_path, base):
+    """A stack deployed before the origin record: its first up records today's cp-1; the second changes nothing."""
+    first_up = base
+    second_up = staging_with_origin(cp1_id(first_up))
+    assert first_up.named(ORIGIN).inputs["serverId"] == cp1_id(first_up)
+    assert not changed(first_up, second_up)
+    # cp-1 of that stack runs with etcd data and the joining config an earlier program wrote, no marker:
+    # its new install script keeps the config and does not force a restart.
+    script = second_up.named(f"{K}-install-{C}-cp-1").inputs["create"]
+    bin_dir, state = make_stubs(tmp_path)
+    root = tmp_path / "root"
+    joining = k3s.config_in_install_script(script).replace("/etc/rancher", f"{root}/etc/rancher")
+    (root / k3s.ETCD_WAL_DIR.lstrip("/")).mkdir(parents=True)
+    (root / "etc/rancher/k3s").mkdir(parents=True)
+    (root / "etc/rancher/k3s/config.yaml").write_text(joining)
+    (state / "active").write_text("")
+    done = run_script(script.replace("install -d -m 0755", "mkdir -p"), bin_dir, stdin="token", root=root)
+    assert done.returncode == 0, done.stderr
+    assert (root / "etc/rancher/k3s/config.yaml").read_text() == joining
+    assert (state / "installs").read_text().startswith("force_restart=false ")
+    assert "initialising" not in done.stderr
+
+
+def test_a_config_change_retried_after_a_failed_start_restarts_k3s(tmp_path):
+    before = staging(nodePools=[WORKERS])
+    after = staging(nodePools=[WORKERS], apiLoadBalancer={"mode": "off"})  # agents now join through cp-1
+    node = "workers-1"
+    old, new = (run.named(f"{K}-install-{C}-{node}").inputs["create"] for run in (before, after))
+    assert old != new and "workers-1" in old
+    bin_dir, state = make_stubs(tmp_path)
+    root = tmp_path / "root"
+    (root / "etc/rancher/k3s").mkdir(parents=True)
+
+    def install(script):
+        return run_script(script.replace("install -d -m 0755", "mkdir -p"), bin_dir, stdin="token", root=root)
+
+    assert install(old).returncode == 0
+    (state / "start_fails").write_text("")
+    assert install(new).returncode == 1  # config.yaml written, K3s did not start with it
+    (state / "start_fails").unlink()
+    (state / "active").write_text("")
+    assert install(new).returncode == 0
+    assert (state / "installs").read_text().splitlines()[-1].startswith("force_restart=true ")
+
+
+def test_a_dead_worker_removed_does_not_wait_for_its_pods(base):
+    shrunk = staging(nodePools=[{**WORKERS, "count": 1}])
+    assert f"{K}-retire-{C}-workers-2" in removed(base, shrunk)
+    delete = base.named(f"{K}-retire-{C}-workers-2").inputs["delete"]
+    assert "--skip-wait-for-delete-timeout=60 --disable-eviction --force --timeout=300s" in delete
+    assert 'if [ "$ready" = Unknown ]; then' in delete
+    assert_valid_bash(delete)
+
+
+def test_control_plane_3_to_1_reads_the_member_list_the_way_k3s_v1_34_serves_it(base):
+    one = staging(controlPlane={"count": 1, "serverType": "cx23"})
+    for node, ip in (("cp-2", "10.0.1.11"), ("cp-3", "10.0.1.12")):
+        assert f"{K}-retire-{C}-{node}" in removed(base, one)
+        delete = base.named(f"{K}-retire-{C}-{node}").inputs["delete"]
+        assert "https://127.0.0.1:2382/v3/cluster/member/list" in delete and "2379" not in delete
+        tls = "/var/lib/rancher/k3s/server/tls/etcd"
+        assert f"--cacert {tls}/server-ca.crt --cert {tls}/client.crt --key {tls}/client.key" in delete
+        assert f"etcd member https://{ip}:2380 gone" in delete
+        assert_valid_bash(delete)
+
+
+def test_cp1_down_during_a_workers_upgrade_another_server_runs_the_drain(tmp_path):
+    """"Down" here: cp-1's K3s does not answer /readyz, nor does the LB (no healthy target behind it yet);
+    cp-1's machine still answers SSH, so the command runs there and its kubectl goes to cp-3's API.
+    (A machine that refuses SSH stops the command itself: a remote Command has one host.)"""
+    resized = staging(nodePools=[{**WORKERS, "serverType": "cx43"}])
+    drain = resized.named(f"{K}-drain-{C}-workers-1")
+    assert secret_value(drain.inputs["connection"])["host"] == "203.0.113.10"  # connected to cp-1...
+    bin_dir, state = make_stubs(tmp_path)
+    (state / "ready_apis").write_text("10.0.1.12")  # ...whose K3s is down, as is the LB's: cp-3 answers
+    (state / "registered").write_text(f"{C}-workers-1")
+    done = run_script(drain.inputs["update"], bin_dir)
+    assert done.returncode == 0, done.stderr
+    assert [c.split(" ")[:2] for c in kubectl_calls(state)][-2:] == [["10.0.1.12", "cordon"], ["10.0.1.12", "drain"]]
+    # ...and so do the wait for Ready and the uncordon after the resize.
+    (state / "kubectl").unlink()
+    done = run_script(resized.named(f"{K}-ready-{C}-workers-1").inputs["update"], bin_dir)
+    assert done.returncode == 0, done.stderr
+    assert {c.split(" ")[0] for c in kubectl_calls(state)} == {"10.0.1.12"}
 
 
 def test_a_replaced_server_is_installed_waited_for_labelled_and_tainted_again(base):
