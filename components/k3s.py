@@ -197,7 +197,7 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # Depends on the server: deleted (drain, Node, etcd member) before the server is.
-                # Depends on the previous retire of its role: deletes run one at a time.
+                # Depends on the retire before it (keybuzz/rollout.py): servers one at a time, agents in lanes.
                 depends_on=[handle.server, *previous],
                 delete_before_replace=True,
             ),
