@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from keybuzz.rollout import BatchSize, parse_batch_size
@@ -193,15 +194,17 @@ class ClusterConfig:
         """The private address every joining node registers through: the load balancer, else the first server."""
         return self.api_lb_private_ip if self.api_lb_enabled else self.servers[0].private_ip
 
-    @property
+    # Cached (the config is frozen): every node's resources read these, and planning is O(nodes), so
+    # recomputing made a 500-node program quadratic (bin/bench).
+    @cached_property
     def nodes(self) -> tuple[Node, ...]:
         return plan_nodes(self)
 
-    @property
+    @cached_property
     def servers(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role == "server")
 
-    @property
+    @cached_property
     def agents(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role == "agent")
 
