@@ -14,6 +14,7 @@ import pulumi_command as command
 from components.k3s import _connection
 from components.servers import ServerHandle
 from keybuzz.config import ClusterConfig, Secrets
+from keybuzz.guards import SshKeysRecord
 from keybuzz.ssh_keys import authorized_keys_script, fingerprint
 
 
@@ -21,6 +22,7 @@ class AuthorizedKeys(pulumi.ComponentResource):
     """One remote command per node, re-run whenever the configured key list changes."""
 
     commands: dict[str, command.remote.Command]
+    record: SshKeysRecord
 
     def __init__(
         self,
@@ -45,4 +47,11 @@ class AuthorizedKeys(pulumi.ComponentResource):
             )
             for h in servers
         }
+        # Recorded only once every node has the new block: the next run's preview refuses a key list
+        # that a node which missed this update would not accept (keybuzz/guards.py).
+        self.record = SshKeysRecord(
+            f"{name}-on-every-node",
+            trigger,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.commands.values())),
+        )
         self.register_outputs({})

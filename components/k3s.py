@@ -8,7 +8,9 @@ the cluster before its server is deleted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import pulumi
 import pulumi_command as command
@@ -16,7 +18,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.servers import ServerHandle
-from keybuzz import k3s, node_ops
+from keybuzz import k3s, kubeconfig_renewal, node_ops
 from keybuzz.cluster_origin import ClusterOrigin, may_initialise
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import CriticalConfigGuard
@@ -26,6 +28,8 @@ from keybuzz.rollout import Batch, NodeRollout, plan_batches, plan_rollout
 # Our field manager on Nodes: labels it applied and no longer applies are removed by the API server.
 LABELS_FIELD_MANAGER = "keybuzz-node-labels"
 SERVER_ID_ANNOTATION = "keybuzz.io/server-id"
+# Seconds since the epoch, for the kubeconfig re-read decision; tests inject a fake clock here.
+KUBECONFIG_CLOCK: Callable[[], float] = time.time
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -131,8 +135,34 @@ class K3sCluster(pulumi.ComponentResource):
                 ignore_changes=["connection"],
             ),
         )
+        # Read again when the first read's admin certificate nears expiry, then once per 30 days
+        # (keybuzz/kubeconfig_renewal.py): K3s renews the file on the node, never the copy in state. The
+        # trigger is decided from known values (the first read, the clock), so the kubeconfig stays known
+        # at preview except in a run that re-reads it; connection changes are ignored as above.
+        now = kubeconfig_renewal.from_timestamp(KUBECONFIG_CLOCK())
+        reread_key = pulumi.Output.secret(raw_kubeconfig.stdout).apply(
+            lambda text: kubeconfig_renewal.reread_key(kubeconfig_renewal.client_cert_not_after(text), now)
+        )
+        reread = command.remote.Command(
+            f"{name}-kubeconfig-reread",
+            connection=_connection(first, secrets),
+            create=f"cat {k3s.KUBECONFIG_PATH}",
+            logging=command.remote.Logging.NONE,
+            add_previous_output_in_env=False,
+            # Not secret: a period label (e.g. "window 2027-09-07 period 2"), derived from a public date.
+            triggers=[self.installs[first.node.name].id, pulumi.Output.unsecret(reread_key)],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[raw_kubeconfig],
+                additional_secret_outputs=["stdout"],
+                ignore_changes=["connection"],
+            ),
+        )
+        pulumi.Output.secret(reread.stdout).apply(
+            lambda text: _warn_expiry(kubeconfig_renewal.client_cert_not_after(text), now, first.node.name)
+        )
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(raw_kubeconfig.stdout, public_api).apply(
+            pulumi.Output.all(reread.stdout, public_api).apply(
                 lambda args: k3s.kubeconfig_for_operator(args[0], f"https://{args[1]}:{k3s.API_PORT}", cfg.cluster_name)
             )
         )
@@ -305,6 +335,13 @@ def _barrier(name: str, batch_ready: list[pulumi.Resource], parent: pulumi.Resou
     does anything on any run; it exists to be depended on (2 x batch size dependencies per boundary
     instead of the square, and a chain as long as the number of batches)."""
     return command.local.Command(name, opts=pulumi.ResourceOptions(parent=parent, depends_on=batch_ready))
+
+
+def _warn_expiry(not_after: datetime | None, now: datetime, node: str) -> None:
+    """Every run while the certificate in use is inside K3s's renewal window: its date and the fix."""
+    message = kubeconfig_renewal.expiry_warning(not_after, now, node)
+    if message:
+        pulumi.log.warn(message)
 
 
 def _first_server_install(cfg: ClusterConfig, node_name: str, rendered: str, server_id: str, origin_id: str) -> str:

@@ -100,8 +100,17 @@ class NodeServers(pulumi.ComponentResource):
                     # Both are force-new or disruptive in the provider. serverType: a hard poweroff with
                     # upgrade_disk true; keybuzz.resize.ServerTypeChange does it gracefully, after a drain.
                     # sshKeys: force-new (every server replaced); running nodes get keys through SSH
-                    # (components/authorized_keys.py).
-                    ignore_changes=["serverType", "sshKeys"],
+                    # (components/authorized_keys.py). Not for a node being replaced (`bin/deploy <stack>
+                    # replace`, keybuzz/replace.py): the engine would create it with the ignored fields'
+                    # first recorded values (pulumi PR 2657), an old type and possibly deleted key ids.
+                    ignore_changes=[] if node.name in cfg.replace_nodes else ["serverType", "sshKeys"],
+                    # Hetzner refuses a second server with the same name or private IP, so a replacement
+                    # can only be delete-first. The engine then first deletes every dependent that would be
+                    # replaced with it (pulumi step_generator.go, calculateDependentReplacements), then the
+                    # server, then creates it, one step after the other (deployment_executor.go,
+                    # ExecuteSerial): the node's retire step (its triggers hold the server id) goes first,
+                    # and its delete drains the node and removes its Node and etcd member.
+                    delete_before_replace=True,
                 ),
             )
             self.servers.append(ServerHandle(node=node, server=server, public_ip=server.ipv4_address))

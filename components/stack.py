@@ -107,16 +107,8 @@ def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
         "apiServer": pulumi.Output.concat("https://", cluster.api_address, ":6443"),
         "podMtu": calico.mtu,
         "verifiedCommit": checks_passed.apply(lambda ok: _verified_commit(commit, ok, cfg.verify.enabled)),
-        "checks": {
-            name: {
-                "tested": c.tested,
-                "total": c.total,
-                "failed": c.failed,
-                "skipped": c.skipped,
-                "latencyMs": c.latencyMs,
-            }
-            for name, c in (verification.checks.items() if verification else [])
-        },
+        # One object (components/verification.py): one line in a preview, not a field per check.
+        "checks": verification.summary if verification else {},
     }
     return Built(
         servers=servers,
@@ -155,11 +147,18 @@ def _promotion_gate(
     handed_over = promotion.previous_from_env(environ)
     env_override = promotion.override_from_env(environ)
     allow = cfg.allow_unverified_promotion or env_override
-    source = (
-        f"{promotion.ENV_OVERRIDE}=1 for this run"
-        if env_override
-        else "allowUnverifiedPromotion is set in the stack config"
+    # What was actually set: the variable for this run, the stack config, or both.
+    source = " and ".join(
+        [f"{promotion.ENV_OVERRIDE}=1 for this run"] * env_override
+        + ["allowUnverifiedPromotion: true in the stack config"] * cfg.allow_unverified_promotion
     )
+    if handed_over is not None:
+        # Known now: refuse before any resource exists (keybuzz/promotion.py, PromotionRefused).
+        decision = promotion.decide(
+            cfg.stack, cfg.promotes_from, handed_over.verified, commit, allow, handed_over.missing
+        )
+        if not decision.allowed:
+            raise promotion.PromotionRefused(decision.message)
     if handed_over is None:
         previous = pulumi.StackReference(promotion.stack_reference_name(cfg.promotes_from))
         previous_verified = previous.get_output("verifiedCommit")

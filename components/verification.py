@@ -21,6 +21,15 @@ _TYPED: dict[str, Any] = {
 }
 
 
+SUMMARY_FIELDS = ("tested", "total", "failed", "skipped", "latencyMs")
+
+
+def _summary(names: Sequence[str], values: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """The checks' outputs, flat in SUMMARY_FIELDS order per check, as {check: {field: value}}."""
+    width = len(SUMMARY_FIELDS)
+    return {n: dict(zip(SUMMARY_FIELDS, values[i * width : (i + 1) * width], strict=True)) for i, n in enumerate(names)}
+
+
 class OverlayVerification(pulumi.ComponentResource):
     """Declares the probe fixture after Calico and the ingress controller, then the seven checks after the fixture.
 
@@ -29,6 +38,7 @@ class OverlayVerification(pulumi.ComponentResource):
 
     checks: dict[str, providers.OverlayCheck]
     all_passed: pulumi.Output[bool]
+    summary: pulumi.Output[dict]  # the stack's `checks` export: {check: {tested, total, failed, skipped, latencyMs}}
 
     def __init__(
         self,
@@ -75,7 +85,13 @@ class OverlayVerification(pulumi.ComponentResource):
         self.all_passed = pulumi.Output.all(*[c.passed for c in self.checks.values()]).apply(
             lambda passed: bool(passed) and all(p is True for p in passed)
         )
-        self.register_outputs({"all_passed": self.all_passed})
+        # One Output for the whole summary: at preview every check's outputs are unknown, and one unknown
+        # object is one `[unknown]` line in the preview, where a field per check printed 35 of them.
+        names = sorted(self.checks)
+        self.summary = pulumi.Output.all(
+            *[getattr(self.checks[n], f) for n in names for f in SUMMARY_FIELDS]
+        ).apply(lambda values: _summary(names, values))
+        self.register_outputs({"all_passed": self.all_passed, "summary": self.summary})
 
     def _declare(
         self, name: str, manifest: dict[str, Any], provider: k8s.Provider, after: list[pulumi.Resource]

@@ -58,11 +58,13 @@ PROMOTION_CHAIN = {"staging": "dev", "prod": "staging"}
 class ConfigError(ValueError):
     """A stack config value that cannot be deployed; the message names key, value and what is allowed."""
 
-    def __init__(self, key: str, value: object, allowed: str) -> None:
+    def __init__(self, key: str, value: object, allowed: str, problem: str = "is invalid") -> None:
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"config '{key}' = {value!r} is invalid: {allowed}")
+        # Named as in the stack file: `keybuzz-k3s:controlPlane.count`, not `controlPlane.count`.
+        shown = key if ":" in key.split(".", 1)[0].split("[", 1)[0] else f"{PROJECT}:{key}"
+        super().__init__(f"config '{shown}' = {value!r} {problem}: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ class ClusterConfig:
     deletion_protection: bool = False
     agent_upgrade_batch: BatchSize = BatchSize()  # keybuzz/rollout.py cuts the agents with it
     ingress: IngressConfig = IngressConfig("ingress-nginx", "37.4.0", "v3.6.17")
+    # Full names of the nodes `bin/deploy <stack> replace` is replacing in this run (keybuzz/replace.py).
+    replace_nodes: frozenset[str] = frozenset()
 
     @property
     def network_zone(self) -> str:
@@ -255,7 +259,7 @@ def plan_nodes(cfg: ClusterConfig) -> tuple[Node, ...]:
 
 def _require(raw: Mapping[str, Any], key: str) -> Any:
     if key not in raw or raw[key] is None:
-        raise ConfigError(key, None, "required; set it with `pulumi config set`")
+        raise ConfigError(key, None, "required: add it to Pulumi.<stack>.yaml under config: (README, \"First run\")")
     return raw[key]
 
 
@@ -280,7 +284,7 @@ def _bool(value: object, key: str) -> bool:
     if isinstance(value, str) and value in ("true", "false"):
         return value == "true"
     if not isinstance(value, bool):
-        raise ConfigError(key, value, "true or false")
+        raise ConfigError(key, value, "true or false (yes/no/on/1/0 are refused, so a typo cannot switch it on)")
     return value
 
 
@@ -633,6 +637,7 @@ def _server_type(value: object, key: str, location: str) -> str:
 def load() -> tuple[ClusterConfig, Secrets]:
     """Read the current stack's config through Pulumi (the CLI has applied Pulumi.yaml defaults)."""
     import json
+    import os
 
     import pulumi
     from pulumi.runtime.config import get_config_secret_keys_env, is_config_secret
@@ -655,7 +660,39 @@ def load() -> tuple[ClusterConfig, Secrets]:
             # A plain string where a list or object belongs: say which shape is wanted.
             raise ConfigError(key, text, _shape(key) if key in SHAPES else "a list or an object") from None
     parsed = parse_config(raw, pulumi.get_stack(), project_defaults())
-    return parsed, read_secrets(cfg)
+    parsed = with_replace_nodes(parsed, os.environ)
+    secrets = read_secrets(cfg)
+    check_connecting_key(parsed, cfg.get("sshPrivateKey"))
+    return parsed, secrets
+
+
+def with_replace_nodes(cfg: ClusterConfig, environ: Mapping[str, str]) -> ClusterConfig:
+    """``cfg`` with the nodes named in KEYBUZZ_REPLACE_NODES (set by `bin/deploy <stack> replace`)."""
+    import dataclasses
+
+    from keybuzz.replace import replace_nodes_from_env
+
+    return dataclasses.replace(cfg, replace_nodes=replace_nodes_from_env(environ, cfg))
+
+
+def check_connecting_key(cfg: ClusterConfig, private_key: str | None) -> None:
+    """Refuse an ``sshPrivateKey`` whose public half is not in ``sshPublicKeys`` (keybuzz/ssh_keys.py)."""
+    if not private_key:
+        return
+    from keybuzz.ssh_keys import connecting_key_problem, public_key_from_private
+
+    if public_key_from_private(private_key) is None:
+        import pulumi
+
+        pulumi.log.warn(
+            "sshPrivateKey is not an OpenSSH (or PEM RSA) private key this program can read the public half "
+            "of, so it cannot check that the key is in sshPublicKeys; `ssh-keygen -p -f KEYFILE` rewrites it "
+            "in the OpenSSH format"
+        )
+        return
+    problem = connecting_key_problem(private_key, cfg.ssh_public_keys)
+    if problem:
+        raise ConfigError("sshPrivateKey", "[secret, not shown]", problem)
 
 
 def read_secrets(cfg: Any) -> Secrets:
@@ -666,8 +703,14 @@ def read_secrets(cfg: Any) -> Secrets:
     if not cfg.get("sshPrivateKey"):
         return Secrets(ssh_private_key=None)
     if not is_config_secret(key):
+        import pulumi
+
+        stack = pulumi.get_stack()
         raise ConfigError(
-            "sshPrivateKey", "[plain text, not shown]", "a secret: pulumi config set --secret sshPrivateKey < KEYFILE"
+            "sshPrivateKey",
+            "[plain text, not shown]",
+            f"a secret: bin/deploy {stack} config rm sshPrivateKey, then bin/deploy {stack} config set --secret "
+            "sshPrivateKey < KEYFILE",
         )
     return Secrets(ssh_private_key=cfg.get_secret("sshPrivateKey"))
 
@@ -679,6 +722,9 @@ class Secrets:
     ssh_private_key: Any  # pulumi.Output[str] | None: None means "use the SSH agent"
 
 
+# Keys whose value is a secret: bin/deploy refuses to set them without --secret (keybuzz/preflight.py),
+# before the CLI writes anything, and the program refuses them when the stack file holds them in clear.
+SECRET_KEYS = ("sshPrivateKey",)
 STRUCTURED_KEYS = (
     "controlPlane", "nodePools", "sshPublicKeys", "adminCidrs", "verify", "apiLoadBalancer", "ingress"
 )
@@ -762,12 +808,15 @@ def check_keys(
                     folded = {k.lower(): k for k in known}
                     close = [folded[m] for m in difflib.get_close_matches(name.lower(), folded, n=1, cutoff=0.6)]
                 hint = f"did you mean '{project}:{close[0]}'? " if close else ""
-                raise ConfigError(full_key, value, f"a known key: {hint}keys are {', '.join(known)}")
+                raise ConfigError(
+                    full_key, value, f"{hint}this project's keys are {', '.join(known)}", "is not a key of this project"
+                )
         elif difflib.get_close_matches(namespace, [project], n=1, cutoff=0.6):
             raise ConfigError(
                 full_key,
                 value,
-                f"the '{project}:' namespace (this project): did you mean '{project}:{name}'?",
+                f"did you mean '{project}:{name}'? (this project's keys are under '{project}:')",
+                f"is not under this project's namespace '{project}:'",
             )
 
 

@@ -168,3 +168,53 @@ def deployed_stack_values(cfg: ClusterConfig) -> dict[str, Any]:
     from keybuzz.ssh_keys import fingerprint
 
     return stack_guard_values(cfg.image, cfg.location, cfg.k3s_version, [fingerprint(k) for k in cfg.ssh_public_keys])
+
+
+# --- SSH key fingerprints confirmed on every node -------------------------------------------------
+#
+# The deployed-stack guard above records the configured fingerprints when the run starts. If the
+# authorized_keys command then fails on one node, that node never got the new key; a second step
+# that drops the old key would pass that guard and strand the node. This record is updated only
+# after the authorized_keys command succeeded on every node (it depends on all of them), and refuses
+# at preview a list that shares no key with what every node is known to accept.
+
+KEYS_RECORD_ID = "ssh-keys-on-every-node"
+
+
+def confirmed_keys_problem(confirmed: list[str], configured: list[str]) -> str | None:
+    """Why ``configured`` fingerprints must be refused against those every node has, or None."""
+    old, new = set(confirmed), set(configured)
+    if not old or old & new:
+        return None
+    return (
+        f"sshPublicKeys shares no key with the keys every node is known to accept ({', '.join(sorted(old))}: "
+        "recorded after the last run whose authorized_keys update succeeded on every node). A node that "
+        "missed a later update would not let Pulumi in with the new key. Run `up` with a list that keeps "
+        "one of those keys until it succeeds on every node, then remove the old key in the next run."
+    )
+
+
+class SshKeysRecordProvider(ResourceProvider):
+    """Holds the fingerprints every node has; refuses at ``check`` a list sharing none of them."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        problem = confirmed_keys_problem((_olds or {}).get("sshKeyFingerprints") or [],
+                                         news.get("sshKeyFingerprints") or [])
+        return CheckResult(news, [CheckFailure("sshKeyFingerprints", problem)] if problem else [])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(KEYS_RECORD_ID, props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = olds.get("sshKeyFingerprints") != news.get("sshKeyFingerprints")
+        return DiffResult(changes=changed, replaces=[], stables=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(news)
+
+
+class SshKeysRecord(pulumi.dynamic.Resource):
+    """Declare after the authorized_keys commands, depending on every one of them."""
+
+    def __init__(self, name: str, fingerprints: list[str], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(SshKeysRecordProvider(), name, {"sshKeyFingerprints": sorted(fingerprints)}, opts)

@@ -47,6 +47,9 @@ from typing import Any, Protocol
 
 API_URL = "https://api.hetzner.cloud/v1"
 TOKEN_ENV = "HCLOUD_TOKEN"
+# The hcloud provider's endpoint override (terraform-provider-hcloud: `endpoint` defaults from it): honoured
+# here too, so the provider, bin/deploy's token check and these calls all talk to the same API.
+ENDPOINT_ENV = "HCLOUD_ENDPOINT"
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 # (method, url, headers, body or None, timeout) -> (HTTP status, response body[, response headers])
@@ -189,7 +192,7 @@ class HcloudApi:
         self,
         token: str,
         transport: Transport | None = None,
-        base_url: str = API_URL,
+        base_url: str | None = None,
         *,
         clock: Clock | None = None,
         retry: RetryPolicy = RetryPolicy(),
@@ -197,7 +200,7 @@ class HcloudApi:
     ) -> None:
         self._token = token
         self._transport = transport or urllib_transport
-        self._base_url = base_url.rstrip("/")
+        self._base_url = (base_url or os.environ.get(ENDPOINT_ENV) or API_URL).rstrip("/")
         self._clock = clock or MonotonicClock()
         self._retry = retry
         self._jitter = jitter

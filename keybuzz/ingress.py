@@ -98,7 +98,7 @@ CONTROLLERS = (TRAEFIK, INGRESS_NGINX)
 # kubernetesIngressNGINX provider also claims by default (--providers.kubernetesingressnginx.controllerclass).
 NGINX_CONTROLLER_CLASS = "k8s.io/ingress-nginx"
 
-# Switching an existing stack (README, "Switching ingress-nginx -> Traefik"): both controllers are on the
+# Switching an existing stack (docs/edge.md, "Switching ingress-nginx -> Traefik"): both controllers are on the
 # host network. SO_REUSEPORT lets two sockets share a port only when both set it and belong to the same
 # effective uid: ingress-nginx's nginx listens with `reuseport` (ConfigMap `reuse-port`, default true) as
 # uid 101 (chart `controller.image.runAsUser`), so Traefik runs as uid 101 too and joins 80/443 beside it
@@ -156,7 +156,7 @@ def refuse_move(old: str | None, new: str) -> str | None:
         f"ingress change '{old}' -> '{new}' refused: it would skip a step of the switch, so a node could be left "
         f"with nothing on :80/:443, a controller never checked would take the traffic, or the IngressClass `nginx` "
         f"would be claimed twice. Go one step per `bin/deploy <stack> up`: {how} "
-        f"(README, 'Switching ingress-nginx -> Traefik')."
+        f"(docs/edge.md, 'Switching ingress-nginx -> Traefik')."
     )
 
 
@@ -175,7 +175,7 @@ class EdgePlan:
 
 
 def edge_plan(controller: str, migration: str) -> EdgePlan:
-    """The resources of each step of the edge, as data (README, 'Switching ingress-nginx -> Traefik')."""
+    """The resources of each step of the edge, as data (docs/edge.md, 'Switching ingress-nginx -> Traefik')."""
     state = edge_state(controller, migration)
     web = EDGE_PORTS["web"]
     if state == INGRESS_NGINX:

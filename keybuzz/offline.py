@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 import zlib
 from collections.abc import Callable
@@ -35,6 +36,17 @@ OPERATOR_VALUES: dict[str, Any] = {
     f"{PROJECT}:sshPublicKeys": [PLACEHOLDER_SSH_KEY],
     f"{PROJECT}:adminCidrs": ["198.51.100.0/24"],
 }
+
+# Where ``Pulumi.<stack>.yaml`` is read from when no stack file is given: the project root, except
+# under the test suite, which points this at its fixtures (tests/conftest.py): the operator's stack
+# files hold their own keys, ranges and salt, and no test may depend on them.
+STACK_FILES_DIR_ENV = "KEYBUZZ_STACK_FILES_DIR"
+
+
+def stack_file_path(stack: str) -> Path:
+    """The stack file an offline run of ``stack`` reads by default."""
+    return Path(os.environ.get(STACK_FILES_DIR_ENV) or REPO) / f"Pulumi.{stack}.yaml"
+
 
 CHECK_TYPE_PREFIX = "pulumi-python:dynamic/keybuzz:"
 # pulumi.dynamic.serialize_provider wraps pickle's _batch_setitems again on every dynamic resource
@@ -83,12 +95,20 @@ def stack_config(
 
     values: dict[str, Any] = {f"{PROJECT}:{key}": value for key, value in project_defaults().items()}
     if stack_doc is None:
-        stack_doc = load_stack_yaml((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
+        stack_doc = load_stack_yaml(stack_file_path(stack).read_text()) or {}
     # Placeholders fill in only what the stack file lacks.
     values.update(OPERATOR_VALUES)
     values.update(stack_doc.get("config") or {})
     values.update(overrides or {})
     return encode_config(values)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """An override that reaches the program as a secret with this plain value (a test's real key), where a
+    ``secure:`` value from a stack file can only become a placeholder."""
+
+    value: str
 
 
 def encode_config(values: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -97,7 +117,10 @@ def encode_config(values: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in values.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        if isinstance(value, Secret):
+            config[key] = value.value
+            secret_keys.append(key)
+        elif isinstance(value, dict) and set(value) == {"secure"}:
             config[key] = SECRET_PLACEHOLDER
             secret_keys.append(key)
         elif isinstance(value, str):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 import traceback
@@ -28,7 +29,14 @@ import yaml
 
 from keybuzz import exit_codes, k3s
 from keybuzz.config import ConfigError, load_stack_yaml
-from keybuzz.offline import CHECK_TYPE_PREFIX, OPERATOR_VALUES, REPO, ProgramRun, run_program
+from keybuzz.offline import (
+    CHECK_TYPE_PREFIX,
+    OPERATOR_VALUES,
+    REPO,
+    ProgramRun,
+    run_program,
+    stack_file_path,
+)
 from keybuzz.promotion import read_commit
 
 # The contract a CI gate reads (shared with bin/check-app).
@@ -51,7 +59,13 @@ def guardrails() -> Any:
     return importlib.import_module("guardrails")
 
 
-def render_plan(run: ProgramRun, out: TextIO) -> None:
+def placeholder_keys(stack_doc: dict[str, Any]) -> list[str]:
+    """The operator's keys (sshPublicKeys, adminCidrs) this stack file lacks: the plan fills them in."""
+    config = stack_doc.get("config") or {}
+    return [key.split(":", 1)[1] for key in OPERATOR_VALUES if key not in config]
+
+
+def render_plan(run: ProgramRun, out: TextIO, placeholders: Sequence[str] = ()) -> None:
     """Print what the run declared, grouped the way an operator reviews a change."""
     w = out.write
     commit = read_commit(REPO)
@@ -59,10 +73,18 @@ def render_plan(run: ProgramRun, out: TextIO) -> None:
         f"keybuzz-k3s offline plan for stack '{run.stack}' (commit {commit.sha[:12] or 'unknown'}"
         f"{', dirty' if commit.dirty else ''})\n"
     )
-    w(
-        "  config: Pulumi.yaml defaults + the stack file; values it lacks are placeholders: "
-        f"{', '.join(k.split(':', 1)[1] if k.startswith('keybuzz') else k for k in OPERATOR_VALUES)}\n"
-    )
+    if placeholders:
+        w(
+            "  config: Pulumi.yaml defaults + the stack file; values it lacks are placeholders: "
+            f"{', '.join(placeholders)}\n"
+        )
+    else:
+        w("  config: Pulumi.yaml defaults + the stack file\n")
+    if commit.dirty:
+        w(
+            "  uncommitted changes: nothing is deployed by a plan, but an `up` of this tree would withhold "
+            "verifiedCommit (the next stage would refuse it); commit first\n"
+        )
     w("  public IPs below are the mock engine's (documentation range); private IPs are the real plan\n\n")
 
     servers = sorted(run.of_type(SERVER), key=lambda r: r.name)
@@ -256,6 +278,13 @@ def read_stack_file(path: Path) -> dict[str, Any]:
             f"{path}:1: the file must be a mapping with a `config:` key (found a {type(doc).__name__}); "
             "e.g.\nconfig:\n  keybuzz-k3s:clusterName: keybuzz-dev"
         )
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("keybuzz-k3s:"):
+            key = line.split(":", 2)[1]
+            raise InputError(
+                f"{path}:{number}: keybuzz-k3s:{key} is at column 0, outside `config:`, where the CLI ignores it: "
+                "indent it two spaces, under `config:` and above `encryptionsalt:`"
+            )
     config = doc.get("config")
     if config is not None and not isinstance(config, dict):
         raise InputError(
@@ -306,17 +335,29 @@ class PipeSafe:
         return len(text)
 
 
+class _NotAnUp(logging.Filter):
+    """The program runs as under `up` (the mock engine is not a dry run), but a plan deploys nothing: its
+    "verifiedCommit withheld" warning is said once, in the plan's header, in the plan's own words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "VERIFIEDCOMMIT WITHHELD" not in record.getMessage()
+
+
 def plan(args: argparse.Namespace, out: TextIO) -> int:
     """Read the inputs, run the program offline, print the plan and the verdict."""
-    stack_file = _caller_path(args.stack_file) if args.stack_file else REPO / f"Pulumi.{args.stack}.yaml"
+    stack_file = _caller_path(args.stack_file) if args.stack_file else stack_file_path(args.stack)
     doc = read_stack_file(stack_file)
     policy_config = read_policy_config(_caller_path(args.policy_config) if args.policy_config else None)
+    quiet = _NotAnUp()
+    logging.getLogger().addFilter(quiet)  # the mock engine logs the program's warnings on the root logger
     try:
         run = run_program(args.stack, stack_doc=doc)
     except ConfigError as exc:
         out.write(f"config error in {stack_file.name}: {exc}\n")
         return EXIT_CONFIG
-    render_plan(run, out)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    render_plan(run, out, placeholder_keys(doc))
     pack = guardrails()
     try:
         violations = pack.evaluate(run.for_policies(), policy_config)

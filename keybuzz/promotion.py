@@ -55,6 +55,19 @@ class OverrideValueError(pulumi.RunError, ValueError):
     """A bad override value: a RunError, so the language host prints the one line, not a traceback."""
 
 
+class PromotionRefused(pulumi.RunError):
+    """The gate's refusal, raised while the program is evaluated, before it registers any resource.
+
+    Why not only the gate resource's ``check``: a failed ``check`` fails a resource registration inside
+    the engine, which then tears the still-running program down; under the real CLI that printed a
+    ``KeyboardInterrupt`` traceback or "Resource monitor has terminated" after the refusal. A RunError
+    raised in the program's own body is caught by the language host, printed as one error line, and the
+    program exits by itself (pulumi ``run_pulumi_func`` waits for the RPCs already sent, then re-raises).
+    Possible whenever bin/deploy handed the previous stage over; with a StackReference the verdict is
+    only known inside an apply, and the gate's ``check`` stays the refusal.
+    """
+
+
 def override_from_env(environ: Mapping[str, str]) -> bool:
     """KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION: 1/true turns the override on for this run; unset, 0, false off."""
     value = environ.get(ENV_OVERRIDE, "").strip()
@@ -159,7 +172,8 @@ def decide(
         return Decision(True, "")
     summary = f"promotion to '{stack}' refused: " + "; ".join(problems)
     if allow_unverified:
-        return Decision(True, f"allowUnverifiedPromotion is set, deploying anyway. {summary}", overridden=True)
+        # The caller names what turned the override on (the stack config or the variable for one run).
+        return Decision(True, f"deploying anyway. {summary}", overridden=True)
     return Decision(
         False,
         f"{summary}. Emergency override for one run: {ENV_OVERRIDE}=1 bin/deploy {stack} <command> "

@@ -101,8 +101,14 @@ def resize_steps(status: str, current_type: str, target_type: str) -> tuple[str,
 
 
 def type_change_requested(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
-    """True when the desired type differs from the recorded one (a disk flag alone changes nothing)."""
-    return olds.get("serverType") != news.get("serverType")
+    """True when the server must be compared with its desired type: the type changed, or the server is a
+    new machine (replaced). A disk flag alone changes nothing.
+
+    The comparison itself is with the type Hetzner reports (``run_resize`` reads the server): a server
+    created with another type than configured (a replacement the engine created with the type recorded
+    at first creation) is corrected, and one already of the right type is left alone.
+    """
+    return olds.get("serverType") != news.get("serverType") or olds.get("serverId") != news.get("serverId")
 
 
 def changed_props(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:

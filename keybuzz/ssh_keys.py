@@ -10,6 +10,7 @@ nodes get the configured keys through SSH, in a managed block of ``/root/.ssh/au
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import shlex
 from collections.abc import Iterable, Sequence
@@ -56,6 +57,103 @@ def rotation_problem(deployed: Iterable[str], configured: Iterable[str]) -> str 
         f"sshPublicKeys shares no key with the keys on the nodes (deployed {', '.join(sorted(old))}; "
         f"configured {', '.join(sorted(new))}): Pulumi could no longer reach the nodes over SSH. "
         "Rotate in two steps: add the new key, `pulumi up`, then remove the old one and `pulumi up` again."
+    )
+
+
+# --- the key Pulumi connects with ------------------------------------------------------------------
+#
+# Pulumi reaches every node over SSH with ``sshPrivateKey`` (or the SSH agent's keys). A key list
+# without that key would be written to every node's authorized_keys by the very run that connects
+# with it: the next run is locked out. So the public half of ``sshPrivateKey`` must be listed.
+# Reading it needs no cryptography: an OpenSSH private key file (ssh-keygen's format since 7.8)
+# carries its public key in clear before the (possibly encrypted) private part (OpenSSH PROTOCOL.key),
+# and a PEM RSA key (PKCS#1) holds n and e, which are the public key.
+
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+def _ssh_string(data: bytes, offset: int) -> tuple[bytes, int]:
+    length = int.from_bytes(data[offset:offset + 4], "big")
+    end = offset + 4 + length
+    if length < 0 or end > len(data):
+        raise ValueError("truncated")
+    return data[offset + 4:end], end
+
+
+def _pem_body(text: str, label: str) -> bytes | None:
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    if begin not in text or end not in text:
+        return None
+    inner = text.split(begin, 1)[1].split(end, 1)[0]
+    if "ENCRYPTED" in inner:
+        return None  # a PEM key with a passphrase: its numbers are encrypted
+    lines = [line.strip() for line in inner.strip().splitlines() if line.strip() and ":" not in line]
+    return base64.b64decode("".join(lines))
+
+
+def _der_sequence_integers(der: bytes, count: int) -> list[bytes]:
+    """The first ``count`` INTEGERs of a DER SEQUENCE, as their content bytes (two's complement)."""
+
+    def header(pos: int) -> tuple[int, int, int]:
+        tag, first = der[pos], der[pos + 1]
+        if first < 0x80:
+            return tag, first, pos + 2
+        size = first & 0x7F
+        return tag, int.from_bytes(der[pos + 2:pos + 2 + size], "big"), pos + 2 + size
+
+    tag, _, pos = header(0)
+    if tag != 0x30:
+        raise ValueError("not a DER SEQUENCE")
+    values = []
+    for _ in range(count):
+        tag, length, start = header(pos)
+        if tag != 0x02:
+            raise ValueError("not a DER INTEGER")
+        values.append(der[start:start + length])
+        pos = start + length
+    return values
+
+
+def public_key_from_private(private_key: str) -> str | None:
+    """The OpenSSH public key line (``<type> <base64>``) of a private key; None for a format not read here
+    (PKCS#8, an encrypted PEM key) or text that is no key."""
+    try:
+        body = _pem_body(private_key, "OPENSSH PRIVATE KEY")
+        if body is not None:
+            if not body.startswith(_OPENSSH_MAGIC):
+                return None
+            offset = len(_OPENSSH_MAGIC)
+            for _ in range(3):  # ciphername, kdfname, kdfoptions
+                _, offset = _ssh_string(body, offset)
+            if int.from_bytes(body[offset:offset + 4], "big") < 1:
+                return None
+            blob, _ = _ssh_string(body, offset + 4)
+            key_type, _ = _ssh_string(blob, 0)
+            return f"{key_type.decode()} {base64.b64encode(blob).decode()}"
+        der = _pem_body(private_key, "RSA PRIVATE KEY")
+        if der is not None:
+            _version, n, e = _der_sequence_integers(der, 3)
+
+            def string(value: bytes) -> bytes:
+                return len(value).to_bytes(4, "big") + value
+
+            blob = string(b"ssh-rsa") + string(e) + string(n)  # DER INTEGER content is already an SSH mpint
+            return f"ssh-rsa {base64.b64encode(blob).decode()}"
+    except (ValueError, IndexError, UnicodeDecodeError, binascii.Error):
+        return None
+    return None
+
+
+def connecting_key_problem(private_key: str, public_keys: Sequence[str]) -> str | None:
+    """Why ``sshPrivateKey`` must be refused with this key list, or None (listed, or not readable here)."""
+    public = public_key_from_private(private_key)
+    if public is None or key_blob(public) in {key_blob(k) for k in public_keys}:
+        return None
+    return (
+        f"its public key ({fingerprint(public)}) is not in sshPublicKeys. Pulumi connects to every node with "
+        "this key, and this run would write a key list without it to every node: the next run would be "
+        "locked out. Add it to sshPublicKeys (`ssh-keygen -y -f KEYFILE` prints it), or set sshPrivateKey "
+        "to a key that is listed"
     )
 
 
@@ -106,3 +204,4 @@ mv -f "$tmp" "$file"
 trap - EXIT
 echo "keybuzz: {len(keys)} managed key(s) in $file"
 """
+

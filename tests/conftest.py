@@ -16,3 +16,13 @@ def pytest_terminal_summary(terminalreporter) -> None:
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if HOW_TO_GET in str(r.longrepr)]
     if skipped:
         terminalreporter.write_line(f"{len(skipped)} tests skipped: {HOW_TO_GET}", yellow=True)
+
+
+def pytest_configure(config) -> None:
+    """Offline runs read the stack-file fixtures, never the operator's Pulumi.<stack>.yaml (their keys,
+    admin ranges and encryptionsalt are the operator's own); subprocesses (bin/plan) inherit it."""
+    import os
+
+    from keybuzz.offline import STACK_FILES_DIR_ENV
+
+    os.environ[STACK_FILES_DIR_ENV] = str(ROOT / "tests" / "fixtures" / "stacks")

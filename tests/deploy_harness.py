@@ -14,8 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fakes.hetzner_api import GOOD_TOKEN, HetznerApi
+
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_PULUMI = ROOT / "tests" / "fakes" / "fake_pulumi.py"
+FAKE_SSH_ADD = ROOT / "tests" / "fakes" / "fake_ssh_add.py"
 KEYS = (
     "  keybuzz-k3s:sshPublicKeys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl "
     "you@laptop\"]\n  keybuzz-k3s:adminCidrs: [\"198.51.100.7/32\"]\n"
@@ -39,6 +42,9 @@ class Project:
             if (ROOT / name).is_file():
                 (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / name, self.dir / name)
+        # The stack files as shipped (fixtures), not this checkout's: an operator's keys and salt are theirs.
+        for fixture in (ROOT / "tests" / "fixtures" / "stacks").glob("Pulumi.*.yaml"):
+            shutil.copy2(fixture, self.dir / fixture.name)
         (self.dir / ".venv").symlink_to((ROOT / ".venv").resolve())
         venv = self.dir / "policies" / "venv"
         (venv / "bin").mkdir(parents=True)
@@ -50,6 +56,11 @@ class Project:
         fakebin.mkdir()
         (fakebin / "pulumi").write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_PULUMI} \"$@\"\n")
         (fakebin / "pulumi").chmod(0o755)
+        # `up` asks the SSH agent for its keys (keybuzz/preflight.py): by default it holds KEYS's key.
+        (fakebin / "ssh-add").write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_SSH_ADD} \"$@\"\n")
+        (fakebin / "ssh-add").chmod(0o755)
+        # preview/up check HCLOUD_TOKEN with one API call: against a stand-in Hetzner API, on 127.0.0.1.
+        self.hetzner = HetznerApi().__enter__()
         self.log = tmp / "pulumi-calls.jsonl"
         self.state = tmp / "pulumi-state.json"
         self.base_env = {
@@ -57,6 +68,7 @@ class Project:
             "HOME": str(tmp),
             "FAKE_PULUMI_LOG": str(self.log),
             "FAKE_PULUMI_STATE": str(self.state),
+            "HCLOUD_ENDPOINT": self.hetzner.endpoint,
             **GIT_ENV,
         }
         self.git("init", "-q")
@@ -104,4 +116,4 @@ class Project:
         self.state.write_text(json.dumps(state))
 
 
-SECRETS = {"HCLOUD_TOKEN": "hc-token", "PULUMI_CONFIG_PASSPHRASE": "pass"}
+SECRETS = {"HCLOUD_TOKEN": GOOD_TOKEN, "PULUMI_CONFIG_PASSPHRASE": "pass"}

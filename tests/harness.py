@@ -17,12 +17,17 @@ from keybuzz.offline import (
 )
 from keybuzz.offline import PLACEHOLDER_SSH_KEY as TEST_SSH_KEY
 
+# The stacks as the project ships them (tests/test_stack_files.py holds the shipped files to their
+# shape): tests read these, never the operator's Pulumi.<stack>.yaml, which holds their own values.
+STACK_FIXTURES = REPO / "tests" / "fixtures" / "stacks"
+
 __all__ = [
     "OPERATOR_VALUES",
     "PROJECT",
     "REPO",
     "SAMPLE_K3S_KUBECONFIG",
     "SECRET_PLACEHOLDER",
+    "STACK_FIXTURES",
     "STACKS",
     "TEST_SSH_KEY",
     "Declared",

@@ -40,7 +40,7 @@ def test_preview_and_up_run_the_policy_pack(project, command):
     assert result.returncode == 0, result.stderr
     call = project.last(command)
     assert call["argv"] == [command, *POLICY, "--stack", "dev"]
-    assert call["env"]["HCLOUD_TOKEN"] == "hc-token"
+    assert call["env"]["HCLOUD_TOKEN"] == SECRETS["HCLOUD_TOKEN"]
     assert call["env"]["PULUMI_BACKEND_URL"] == f"file://{project.dir}/.pulumi-state"
 
 

@@ -32,8 +32,12 @@ def stack_file(tmp_path, text, name="bad.yaml"):
         ("# dev\nconfig:\n  - keybuzz-k3s:podCidr\n", ":2: `config:` must map keys to values"),
         ("- config\n", ":1: the file must be a mapping with a `config:` key (found a list)"),
         ("config:\n  podCidr: 10.42.0.0/16\n", "config key 'podCidr' must be namespaced"),
+        (
+            "config:\n  keybuzz-k3s:clusterName: keybuzz-dev\nkeybuzz-k3s:adminCidrs: [192.0.2.0/24]\n",
+            ":3: keybuzz-k3s:adminCidrs is at column 0, outside `config:`, where the CLI ignores it",
+        ),
     ],
-    ids=["malformed", "tab", "config-list", "top-level-list", "unnamespaced"],
+    ids=["malformed", "tab", "config-list", "top-level-list", "unnamespaced", "column-0"],
 )
 def test_bad_stack_file_is_exit_2_naming_file_and_line(tmp_path, text, expected):
     path = stack_file(tmp_path, text)
@@ -74,7 +78,7 @@ def test_usage_error_is_exit_2():
 
 
 def test_paths_are_relative_to_the_callers_directory(tmp_path):
-    (tmp_path / "mine.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    (tmp_path / "mine.yaml").write_text((ROOT / "tests" / "fixtures" / "stacks" / "Pulumi.dev.yaml").read_text())
     result = plan("dev", "--stack-file", "mine.yaml", "--policy-config", str(ROOT / "policies/config.example.json"),
                   cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 import yaml
-from harness import STACKS, run_program, secret_value
+from harness import STACK_FIXTURES, STACKS, run_program, secret_value
 
 from keybuzz import k3s
 
@@ -211,7 +211,7 @@ def test_a_bad_stack_value_fails_before_any_resource_is_declared():
 
 
 def test_secure_values_in_a_stack_file_are_loaded_as_secrets():
-    doc = yaml.safe_load(open("Pulumi.dev.yaml"))
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.dev.yaml").read_text())
     doc["config"]["keybuzz-k3s:sshPrivateKey"] = {"secure": "v1:AAAA"}
     dev = run_program("dev", stack_doc=doc)
     install = next(c for c in dev.of_type(COMMAND) if "-k3s-install-" in c.name)
@@ -225,6 +225,11 @@ def test_a_private_key_set_in_plain_text_is_refused_without_showing_it():
         run_program("dev", overrides={"keybuzz-k3s:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"})
     assert caught.value.key == "sshPrivateKey"
     assert "BEGIN" not in str(caught.value) and "--secret" in str(caught.value)
+    # The remedy names bin/deploy (which refuses a plain `config set` of it), not raw pulumi.
+    assert "bin/deploy dev config rm sshPrivateKey, then bin/deploy dev config set --secret sshPrivateKey" in str(
+        caught.value
+    )
+    assert "pulumi config" not in str(caught.value)
 
 
 def test_without_a_private_key_pulumi_uses_the_ssh_agent():

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import TEST_SSH_KEY
+from harness import STACK_FIXTURES, TEST_SSH_KEY
 
 from keybuzz.config import ConfigError, parse_config, project_defaults
 
@@ -208,7 +208,11 @@ def test_missing_required_key_names_the_key():
     del raw["adminCidrs"]
     with pytest.raises(ConfigError) as caught:
         parse_config(raw, "dev", project_defaults())
-    assert caught.value.key == "adminCidrs" and "pulumi config set" in str(caught.value)
+    assert caught.value.key == "adminCidrs"
+    assert str(caught.value) == (
+        "config 'keybuzz-k3s:adminCidrs' = None is invalid: required: add it to Pulumi.<stack>.yaml under "
+        'config: (README, "First run")'
+    )
 
 
 def test_numbers_given_as_strings_by_the_cli_are_accepted():
@@ -265,7 +269,7 @@ def test_every_other_key_refuses_a_bad_value_by_name(overrides, key, value):
     assert err.key == key
     if value is not None:
         assert err.value == value
-    assert str(err).startswith(f"config '{key}' = ")
+    assert str(err).startswith(f"config 'keybuzz-k3s:{key}' = ")  # named as in the stack file
 
 
 def test_api_load_balancer_public_is_off_by_default_and_needs_the_load_balancer():
@@ -316,7 +320,7 @@ def test_day2_keys_refuse_bad_values(overrides, key, value):
 
 
 def test_prod_protects_its_resources_and_upgrade_disk_defaults_off():
-    prod = yaml.safe_load(open("Pulumi.prod.yaml"))["config"]
+    prod = yaml.safe_load((STACK_FIXTURES / "Pulumi.prod.yaml").read_text())["config"]
     assert prod["keybuzz-k3s:deletionProtection"] is True
     cfg = parse_config(raw_config(), "dev", project_defaults())
     assert cfg.deletion_protection is False and not any(n.upgrade_disk for n in cfg.nodes)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_config import error_for
+from test_config import error_for, raw_config
 
-from keybuzz.config import ConfigError, check_keys, known_keys, load_stack_yaml
+from keybuzz.config import ConfigError, check_keys, known_keys, load_stack_yaml, parse_config, project_defaults
 from keybuzz.offline import run_program
 from keybuzz.server_types import SERVER_TYPE_LOCATIONS, server_type_problem
 
@@ -20,6 +20,37 @@ def test_unknown_project_key_is_refused_with_did_you_mean():
     err = keys_error({"keybuzz-k3s:podCIDR": "10.42.0.0/16"})
     assert err.key == "keybuzz-k3s:podCIDR"
     assert "did you mean 'keybuzz-k3s:podCidr'?" in str(err)
+
+
+def test_a_boolean_typo_is_refused_with_what_to_write():
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw_config(deletionProtection="yes"), "dev", project_defaults())
+    assert str(caught.value).startswith(
+        "config 'keybuzz-k3s:deletionProtection' = 'yes' is invalid: true or false (yes/no/on/1/0 are refused"
+    )
+
+
+def test_an_unknown_key_is_said_to_be_unknown_not_known():
+    err = keys_error({"keybuzz-k3s:podCIDR": "10.42.0.0/16"})
+    assert str(err).startswith(
+        "config 'keybuzz-k3s:podCIDR' = '10.42.0.0/16' is not a key of this project: "
+        "did you mean 'keybuzz-k3s:podCidr'? this project's keys are clusterName, "
+    )
+    assert "a known key" not in str(err)
+
+
+def test_a_near_miss_namespace_is_said_to_be_outside_the_projects_namespace():
+    err = keys_error({"keybuzz:podCidr": "10.0.0.0/8"})
+    assert str(err) == (
+        "config 'keybuzz:podCidr' = '10.0.0.0/8' is not under this project's namespace 'keybuzz-k3s:': "
+        "did you mean 'keybuzz-k3s:podCidr'? (this project's keys are under 'keybuzz-k3s:')"
+    )
+
+
+def test_a_nested_key_is_named_with_the_projects_namespace():
+    err = ConfigError("nodePools[0].serverType", "cx99", "a type sold in fsn1")
+    assert str(err) == "config 'keybuzz-k3s:nodePools[0].serverType' = 'cx99' is invalid: a type sold in fsn1"
+    assert err.key == "nodePools[0].serverType"
 
 
 def test_unknown_key_without_a_close_match_lists_the_known_keys():
@@ -74,7 +105,7 @@ def test_stack_files_are_read_as_the_cli_reads_them_yes_is_a_string():
 
 
 def test_yes_in_a_stack_file_is_refused_offline_too():
-    with pytest.raises(ConfigError, match="'allowUnverifiedPromotion' = 'yes' is invalid: true or false"):
+    with pytest.raises(ConfigError, match="'keybuzz-k3s:allowUnverifiedPromotion' = 'yes' is invalid: true or false"):
         run_program("staging", stack_doc=load_stack_yaml(
             "config:\n  keybuzz-k3s:promotesFrom: dev\n  keybuzz-k3s:allowUnverifiedPromotion: yes\n"))  # fmt: skip
 

@@ -209,3 +209,17 @@ def test_the_real_transport_hands_back_the_rate_limit_headers():
     server.server_close()
     assert served == [429, 200] and clock.t == 1.0
     assert api.rate == RateLimit(limit=3600, remaining=1, reset=1765000000)
+
+
+def test_hcloud_endpoint_moves_the_calls_as_it_moves_the_provider(monkeypatch):
+    seen = []
+
+    def transport(method, url, headers, body, timeout):
+        seen.append(url)
+        return 200, b'{"action": {"id": 5, "status": "success"}}'
+
+    monkeypatch.setenv("HCLOUD_ENDPOINT", "http://127.0.0.1:9999/v1/")
+    HcloudApi(TOKEN, transport).get_action(5)
+    monkeypatch.delenv("HCLOUD_ENDPOINT")
+    HcloudApi(TOKEN, transport).get_action(5)
+    assert seen == ["http://127.0.0.1:9999/v1/actions/5", "https://api.hetzner.cloud/v1/actions/5"]

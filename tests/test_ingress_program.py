@@ -8,7 +8,7 @@ import json
 
 import pytest
 import yaml
-from harness import REPO, STACKS, run_program
+from harness import REPO, STACK_FIXTURES, STACKS, run_program
 from test_config import error_for
 
 from keybuzz import ingress, traefik
@@ -25,8 +25,8 @@ BEFORE = json.loads((REPO / "tests" / "fixtures" / "ingress_nginx_before.json").
 
 
 def stack_doc(stack: str, **ingress_cfg) -> dict:
-    """The committed stack file with its `ingress` key replaced (none: the Pulumi.yaml default applies)."""
-    doc = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    """The shipped stack file (fixture) with its `ingress` key replaced (none: the Pulumi.yaml default applies)."""
+    doc = yaml.safe_load((STACK_FIXTURES / f"Pulumi.{stack}.yaml").read_text())
     doc["config"].pop("keybuzz-k3s:ingress", None)
     if ingress_cfg:
         doc["config"]["keybuzz-k3s:ingress"] = ingress_cfg
@@ -58,7 +58,7 @@ def edge_of(run) -> str:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_committed_stacks_keep_ingress_nginx(stack):
-    cfg = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    cfg = yaml.safe_load((STACK_FIXTURES / f"Pulumi.{stack}.yaml").read_text())["config"]
     assert cfg["keybuzz-k3s:ingress"] == {"controller": "ingress-nginx"}
 
 

@@ -21,5 +21,5 @@ def test_a_bad_config_value_is_one_run_error_naming_key_value_and_rule_not_a_tra
     with pytest.raises(pulumi.RunError) as caught:
         run_main({"keybuzz-k3s:controlPlane": {"count": 2, "serverType": "cx23"}})
     message = str(caught.value)
-    assert message.startswith("config 'controlPlane.count' = 2 is invalid:") and "odd" in message
+    assert message.startswith("config 'keybuzz-k3s:controlPlane.count' = 2 is invalid:") and "odd" in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-from harness import REPO, STACKS, run_program
+from harness import REPO, STACK_FIXTURES, STACKS, TEST_SSH_KEY, run_program
 
 from keybuzz.offline_plan import EXIT_CONFIG, EXIT_OK, EXIT_POLICY, main, rollout_order
 
@@ -44,6 +44,39 @@ def test_plan_prints_servers_firewall_k3s_calico_and_checks(stack):
     assert "0 mandatory violation(s)" in text
 
 
+def test_plan_names_the_placeholders_it_used_and_only_those(tmp_path):
+    _, text = committed_plan("dev")
+    assert "values it lacks are placeholders: sshPublicKeys, adminCidrs" in text
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.dev.yaml").read_text())
+    doc["config"]["keybuzz-k3s:adminCidrs"] = ["192.0.2.7/32"]
+    doc["config"]["keybuzz-k3s:sshPublicKeys"] = [TEST_SSH_KEY]
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
+    code, text = plan("dev", "--stack-file", str(tmp_path / "Pulumi.dev.yaml"))
+    assert code == EXIT_OK, text
+    assert "placeholder" not in text.split("public IPs below", 1)[0]
+    assert "  config: Pulumi.yaml defaults + the stack file\n" in text
+    assert "from 192.0.2.7/32" in text
+
+
+def test_a_dirty_tree_is_one_plan_line_not_the_ups_withheld_warning(monkeypatch, caplog):
+    from keybuzz import offline, offline_plan
+    from keybuzz.promotion import Commit
+
+    caplog.set_level("WARNING")
+    dirty = Commit("0123456789abcdef", dirty=True)
+    monkeypatch.setattr(offline_plan, "read_commit", lambda _repo: dirty)
+    monkeypatch.setattr(offline, "read_commit", lambda _repo: dirty)  # the program's own view of its source
+    run_program("dev")  # the program alone warns, as an `up` would ...
+    assert any("VERIFIEDCOMMIT WITHHELD" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    code, text = plan("dev")  # ... the plan says it once, in its own words
+    assert code == EXIT_OK
+    assert text.startswith("keybuzz-k3s offline plan for stack 'dev' (commit 0123456789ab, dirty)\n")
+    assert "uncommitted changes: nothing is deployed by a plan, but an `up` of this tree would withhold " \
+        "verifiedCommit" in text
+    assert not any("VERIFIEDCOMMIT WITHHELD" in r.getMessage() for r in caplog.records)
+
+
 def test_plan_prints_the_rollout_order_servers_first_then_agent_batches():
     _, text = committed_plan("staging")
     names = " -> ".join(f"keybuzz-staging-{n}" for n in ("cp-1", "cp-2", "cp-3", "workers-1", "workers-2"))
@@ -61,7 +94,7 @@ def test_plan_names_the_promotion_gate_of_a_gated_stack():
 
 
 def test_a_stack_file_that_violates_a_policy_fails_the_plan_with_the_policys_message(tmp_path):
-    doc = yaml.safe_load((REPO / "Pulumi.staging.yaml").read_text())
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.staging.yaml").read_text())
     doc["config"]["keybuzz-k3s:adminCidrs"] = ["0.0.0.0/0"]
     stack_file = tmp_path / "Pulumi.staging.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
@@ -75,7 +108,7 @@ def test_a_stack_file_that_violates_a_policy_fails_the_plan_with_the_policys_mes
 
 
 def test_with_the_packs_defaults_a_world_open_admin_port_is_only_advisory(tmp_path):
-    doc = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.dev.yaml").read_text())
     doc["config"]["keybuzz-k3s:adminCidrs"] = ["0.0.0.0/0"]
     stack_file = tmp_path / "Pulumi.dev.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
@@ -85,13 +118,13 @@ def test_with_the_packs_defaults_a_world_open_admin_port_is_only_advisory(tmp_pa
 
 
 def test_a_config_error_fails_the_plan_naming_key_and_value(tmp_path):
-    doc = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.prod.yaml").read_text())
     doc["config"]["keybuzz-k3s:controlPlane"] = {"count": 2, "serverType": "cx33"}
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
     code, text = plan("prod", "--stack-file", str(stack_file))
     assert code == EXIT_CONFIG
-    assert "config 'controlPlane.count' = 2 is invalid" in text
+    assert "config 'keybuzz-k3s:controlPlane.count' = 2 is invalid" in text
 
 
 def test_a_missing_stack_file_is_a_config_error():

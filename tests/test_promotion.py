@@ -56,7 +56,7 @@ def test_outside_git_the_commit_cannot_be_compared():
 def test_override_lets_an_unverified_promotion_through_and_says_so():
     decision = decide("prod", "staging", OTHER, CLEAN, allow_unverified=True)
     assert decision.allowed and decision.overridden
-    assert decision.message.startswith("allowUnverifiedPromotion is set, deploying anyway.")
+    assert decision.message.startswith("deploying anyway. promotion to")  # the caller names the source
     assert "verified fedcba987654" in decision.message
 
 

@@ -7,7 +7,7 @@ import pulumi
 import pytest
 from harness import run_program
 
-from keybuzz import promotion
+from keybuzz import offline, promotion
 from keybuzz.promotion import Commit, PromotionGateProvider, previous_from_env, withheld_reason
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -45,14 +45,32 @@ def test_override_variable_refuses_anything_else():
         promotion.override_from_env({promotion.ENV_OVERRIDE: "yes"})
 
 
-def test_a_missing_previous_stack_is_the_gates_own_refusal(monkeypatch):
+def test_a_missing_previous_stack_is_refused_before_any_resource_exists(monkeypatch):
     monkeypatch.setenv(promotion.ENV_PREVIOUS_MISSING, "1")
     monkeypatch.setenv(promotion.ENV_PREVIOUS_VERIFIED, "")
-    prod = run_program("prod", commit=CLEAN)
-    assert not prod.of_type("pulumi:pulumi:StackReference")  # nothing for the engine to fail on
-    (failure,) = check(gate_of(prod))
+    registered = []
+    new_resource = offline.RecordingMocks.new_resource
+    def recording(mocks, args):
+        registered.append(args.typ)
+        return new_resource(mocks, args)
+
+    monkeypatch.setattr(offline.RecordingMocks, "new_resource", recording)
+    with pytest.raises(promotion.PromotionRefused) as caught:
+        run_program("prod", commit=CLEAN)
+    # A RunError raised in the program's body: the language host prints it as one line, and the program
+    # exits by itself, so the engine has no registration to fail and no program to interrupt.
+    assert isinstance(caught.value, pulumi.RunError)
+    assert "stack 'staging' does not exist in this state backend" in str(caught.value)
+    assert "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 bin/deploy prod <command>" in str(caught.value)
+    assert registered == []  # not one resource registered
+
+
+def test_the_gate_check_refuses_a_missing_stage_too(monkeypatch):
+    # The same verdict in the resource's check, which guards runs without bin/deploy's handover.
+    inputs = {"stack": "prod", "promotesFrom": "staging", "previousVerified": "", "previousMissing": True,
+              "commit": SHA, "dirty": False, "allowUnverified": False}  # fmt: skip
+    (failure,) = PromotionGateProvider().check({}, inputs).failures
     assert "stack 'staging' does not exist in this state backend" in failure.reason
-    assert "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 bin/deploy prod <command>" in failure.reason
 
 
 def test_a_handed_over_verified_commit_passes_the_gate(monkeypatch):
@@ -63,10 +81,10 @@ def test_a_handed_over_verified_commit_passes_the_gate(monkeypatch):
     assert check(gate) == []
 
 
-def test_a_handed_over_other_commit_is_refused(monkeypatch):
+def test_a_handed_over_other_commit_is_refused_while_the_program_is_evaluated(monkeypatch):
     monkeypatch.setenv(promotion.ENV_PREVIOUS_VERIFIED, OTHER)
-    (failure,) = check(gate_of(run_program("staging", commit=CLEAN)))
-    assert "stack 'dev' verified fedcba987654, but this is 0123456789ab" in failure.reason
+    with pytest.raises(promotion.PromotionRefused, match="stack 'dev' verified fedcba987654, but this is 0123456789ab"):
+        run_program("staging", commit=CLEAN)
 
 
 def test_the_override_for_one_run_passes_a_missing_stage_and_is_logged(monkeypatch, caplog):
@@ -77,8 +95,20 @@ def test_the_override_for_one_run_passes_a_missing_stage_and_is_logged(monkeypat
     assert gate_of(prod).inputs["allowUnverified"] is True
     assert check(gate_of(prod)) == []
     (warning,) = [r.getMessage() for r in caplog.records if "PROMOTION GATE OVERRIDDEN" in r.getMessage()]
-    assert "(KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 for this run)" in warning
+    assert warning.startswith(
+        "PROMOTION GATE OVERRIDDEN (KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 for this run): deploying anyway. "
+    )
+    assert "allowUnverifiedPromotion" not in warning  # only what was actually set is named
     assert "stack 'staging' does not exist" in warning
+
+
+def test_the_override_in_the_stack_config_is_named_as_such(monkeypatch, caplog):
+    caplog.set_level("WARNING")
+    monkeypatch.setenv(promotion.ENV_PREVIOUS_MISSING, "1")
+    run_program("prod", commit=CLEAN, overrides={"keybuzz-k3s:allowUnverifiedPromotion": True})
+    (warning,) = [r.getMessage() for r in caplog.records if "PROMOTION GATE OVERRIDDEN" in r.getMessage()]
+    assert warning.startswith("PROMOTION GATE OVERRIDDEN (allowUnverifiedPromotion: true in the stack config): ")
+    assert "KEYBUZZ_ALLOW_UNVERIFIED_PROMOTION=1 for this run" not in warning
 
 
 def test_withheld_reason_names_the_dirty_tree():

@@ -65,3 +65,9 @@ def test_every_repository_path_and_bin_command_named_exists():
     for page in doc_pages():
         for command in set(re.findall(r"(?<![\w/.-])bin/([a-z][\w-]*)", page.read_text())):
             assert (ROOT / "bin" / command).is_file(), f"{page.name} runs bin/{command}, which does not exist"
+
+
+def test_the_example_app_stack_builds_the_packs_venv_with_bin_venv():
+    text = (ROOT / "examples" / "app-stack" / "README.md").read_text()
+    assert "bin/venv policies" in text
+    assert "pip install" not in text and "-m venv" not in text

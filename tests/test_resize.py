@@ -260,21 +260,34 @@ def test_a_rerun_after_a_failure_resumes_where_it_stopped():
     assert fake.status == "running"
 
 
-@pytest.mark.parametrize(
-    ("olds", "news"),
-    [
-        (props(server_id="42"), props(server_id="77")),  # a new server: created with the type, just record
-        (props(upgrade_disk=False), props(upgrade_disk=True)),  # the flag matters only for the next change
-    ],
-)
-def test_updates_without_a_type_change_make_no_api_call(olds, news, monkeypatch):
+def test_a_disk_flag_change_alone_makes_no_api_call(monkeypatch):
     monkeypatch.delenv("HCLOUD_TOKEN")
 
     def no_calls(*_args):
         raise AssertionError("no API call expected")
 
+    olds, news = props(upgrade_disk=False), props(upgrade_disk=True)  # it matters only for the next change
     result = ServerTypeChangeProvider(transport=no_calls, clock=FakeClock()).update("id", olds, news)
     assert result.outs == news
+
+
+def test_a_new_server_of_the_configured_type_is_only_read():
+    clock = FakeClock()
+    fake = FakeHetzner(clock, server_type="cx33")
+    result = provider_with(fake, clock).update("id", props("cx33", server_id="77"), props("cx33", server_id="42"))
+    assert fake.distinct_calls() == [("GET", "/servers/42", None)]
+    assert result.outs == props("cx33", server_id="42")
+
+
+def test_a_new_server_created_with_an_old_type_is_corrected_from_its_observed_type():
+    """The inputs say cx33 before and after, but Hetzner reports cx23: the server was created with the type
+    recorded at first creation (ignore_changes keeps old inputs on replacement, pulumi PR 2657)."""
+    clock = FakeClock()
+    fake = FakeHetzner(clock, server_type="cx23")
+    provider_with(fake, clock).update("id", props("cx33", server_id="77"), props("cx33", server_id="42"))
+    actions = [path for method, path, _ in fake.distinct_calls() if method == "POST"]
+    assert actions == ["/servers/42/actions/shutdown", "/servers/42/actions/change_type", "/servers/42/actions/poweron"]
+    assert fake.server_type == "cx33" and fake.status == "running"
 
 
 def test_create_makes_no_api_call_and_records_the_type():
@@ -340,7 +353,7 @@ provider = dill.loads(base64.b64decode(sys.stdin.read()))
 olds, news = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 diff = provider.diff("id", olds, news)
 created = provider.create(news)
-recorded = provider.update("id", dict(news, serverId="1"), news)
+recorded = provider.update("id", dict(news, upgradeDisk=not news["upgradeDisk"]), news)
 print(json.dumps({
     "class": type(provider).__module__ + "." + type(provider).__qualname__,
     "changes": diff.changes,
@@ -367,7 +380,7 @@ def test_provider_round_trips_through_dill_into_a_fresh_process():
         "changes": True,
         "replaces": [],
         "created": props("cx33"),
-        "recorded": props("cx33"),  # only the server id changed: recorded without an API call or a token
+        "recorded": props("cx33"),  # only the disk flag changed: recorded without an API call or a token
         "check_failures": ["serverType"],
     }
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pulumi
 import pytest
 from harness import REPO, STACKS, run_program, secret_value
 
@@ -125,8 +126,8 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     blobs = {r.name: unwrap_secret(r.inputs["__provider"]) for r in run.resources if "__provider" in r.inputs}
     # the checks, the critical-config guard, the promotion gate, the ingress edge guard, the deployed-stack
     # guard, one server-type change per node (3 servers + 2 workers), the API LB's public-interface switch,
-    # the cluster origin (which server may run cluster-init)
-    assert len(blobs) == len(CHECK_NAMES) + 4 + 5 + 1 + 1
+    # the cluster origin (which server may run cluster-init), the record of SSH keys on every node
+    assert len(blobs) == len(CHECK_NAMES) + 4 + 5 + 1 + 1 + 1
     done = subprocess.run(
         [sys.executable, "-c", FRESH],
         input=json.dumps(blobs),
@@ -146,6 +147,7 @@ def test_declared_dynamic_providers_load_in_a_fresh_process_like_the_engines():
     assert loaded["keybuzz-staging-ingress-edge"][0] == "keybuzz.ingress_guard.EdgeGuardProvider"
     assert loaded["keybuzz-staging-k3s-resize-keybuzz-staging-cp-1"][0] == "keybuzz.resize.ServerTypeChangeProvider"
     assert loaded["keybuzz-staging-deployed-stack"][0] == "keybuzz.guards.DeployedStackProvider"
+    assert loaded["keybuzz-staging-authorized-keys-on-every-node"][0] == "keybuzz.guards.SshKeysRecordProvider"
     assert loaded["keybuzz-staging-k3s-cluster-origin"][0] == "keybuzz.cluster_origin.ClusterOriginProvider"
 
 
@@ -157,3 +159,17 @@ def test_probe_image_defaults_are_the_fixtures_pinned_references():
     assert verify["clientImage"] == fixture.DEFAULT_CLIENT_IMAGE
     assert verify["echoImage"] == fixture.DEFAULT_ECHO_IMAGE
     assert all("@sha256:" in image for image in (verify["clientImage"], verify["echoImage"]))
+
+
+def test_the_checks_summary_is_one_output_so_a_preview_shows_one_unknown():
+    preview = run_program("dev", preview=True, probe=lambda built: {
+        "summaryIsOneOutput": isinstance(built.exports["checks"], pulumi.Output),
+    })
+    assert preview.outputs["summaryIsOneOutput"] is True
+    assert "checks" in preview.unknown_outputs  # one unknown object, not 7 x 5 unknown fields
+
+
+def test_the_checks_summary_after_up_holds_each_checks_fields(run):
+    fields = {"tested", "total", "failed", "skipped", "latencyMs"}
+    assert all(set(summary) == fields for summary in run.outputs["checks"].values())
+    assert all(summary["failed"] == 0 for summary in run.outputs["checks"].values())

@@ -64,6 +64,11 @@ class UsageError(Exception):
     """Bad arguments or input (exit 2); the message says what to fix."""
 
 
+class SourceError(UsageError):
+    """Where the cluster comes from cannot be used (no kubeconfig output yet, no such file): exit 2, one
+    line; the command line itself was fine, so no usage text buries the fix."""
+
+
 class Unreachable(Exception):
     """The cluster could not be reached or used (exit 3)."""
 
@@ -569,8 +574,11 @@ def main(
     parser = build_parser()
     if isinstance(parser, _Parser):
         parser.out = out
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Automation reads the --json report on every exit, so it is written even when no check ran.
+    report_path, started_at = _json_argument(argv), now()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
         if not (args.stack or args.kubeconfig):
             raise UsageError("say which cluster: --stack STACK or --kubeconfig FILE")
         if args.timeout is not None and not 5 <= args.timeout <= 600:
@@ -595,13 +603,18 @@ def main(
                 raise UsageError(f"--json {args.json}: no directory {report.parent}")
             if not os.access(report.parent, os.W_OK) or (report.exists() and not os.access(report, os.W_OK)):
                 raise UsageError(f"--json {args.json}: not writable")
-        target = (target_from_stack(args.stack, run, os.environ if env is None else env, repo) if args.stack
-                  else target_from_kubeconfig_file(args.kubeconfig))
+        try:
+            target = (target_from_stack(args.stack, run, os.environ if env is None else env, repo) if args.stack
+                      else target_from_kubeconfig_file(args.kubeconfig))
+        except UsageError as exc:
+            raise SourceError(str(exc)) from None
     except SystemExit as exc:  # --help
         return EXIT_PASSED if not exc.code else EXIT_USAGE
     except UsageError as exc:
-        out.write(f"{parser.format_usage()}bin/verify: error: {exc}\n")
+        usage = "" if isinstance(exc, SourceError) else parser.format_usage()
+        out.write(f"{usage}bin/verify: error: {exc}\n")
         out.flush()
+        write_failure_report(report_path, EXIT_USAGE, str(exc), started_at, None, say)
         return EXIT_USAGE
     kubeconfig = target.kubeconfig
     # SIGTERM's default action kills the process on the spot, leaving the probe fixture behind;
@@ -614,20 +627,60 @@ def main(
         return _verify(args, target, say, clock, sleep, now, access_factory)
     except UsageError as exc:
         say(f"bin/verify: error: {exc}")
+        write_failure_report(report_path, EXIT_USAGE, str(exc), started_at, target, say)
         return EXIT_USAGE
     except Unreachable as exc:
         say(f"bin/verify: cannot reach the cluster: {exc}")
+        write_failure_report(report_path, EXIT_UNREACHABLE, f"cannot reach the cluster: {exc}", started_at, target,
+                             say)
         return EXIT_UNREACHABLE
     except Terminated:
         say("bin/verify: terminated (SIGTERM)")
+        write_failure_report(report_path, EXIT_TERMINATED, "terminated (SIGTERM)", started_at, target, say)
         return EXIT_TERMINATED
     except KeyboardInterrupt:
         # The fixture was removed on the way out (unless --keep); say so instead of a traceback.
         say("bin/verify: interrupted")
+        write_failure_report(report_path, EXIT_INTERRUPTED, "interrupted (SIGINT)", started_at, target, say)
         return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _json_argument(argv: Sequence[str]) -> str | None:
+    """The --json FILE of a command line, read before argparse (which may refuse the rest of it)."""
+    for i, arg in enumerate(argv):
+        if arg == "--json" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--json="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def write_failure_report(path: str | None, code: int, reason: str, started_at: datetime, target: Target | None,
+                         say: Callable[[str], None]) -> None:
+    """The --json report of a run that ended before its verdicts: the same top-level keys, no checks, and
+    why. Not when the --json path itself was refused; unwritable otherwise: said, not raised."""
+    if not path or reason.startswith("--json "):
+        return
+    from keybuzz.verify.redact import redact
+
+    report = {
+        "passed": False,
+        "exitCode": code,
+        "error": reason,
+        "startedAt": started_at.isoformat(timespec="seconds"),
+        "cluster": {"source": target.source if target else None},
+        "checks": {},
+    }
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    try:
+        Path(path).write_text((redact(text, target.kubeconfig) if target else text) + "\n")
+    except OSError as exc:
+        say(f"bin/verify: no report written to {path}: {exc.strerror}")
+        return
+    say(f"report written to {path} (exit {code}: {reason.splitlines()[0][:200]})")
 
 
 def _verify(args: argparse.Namespace, target: Target, say: Callable[[str], None], clock: Callable[[], float],

@@ -97,6 +97,11 @@ def run_program(command: str, stack: str, stacks: dict, save) -> int:
         return 255
     if decision.overridden:
         print(f"warning: PROMOTION GATE OVERRIDDEN: {decision.message}")
+    if command == "up" and os.environ.get("FAKE_PULUMI_UP_ERROR"):
+        # As the engine reports a remote command that could not connect (pulumi-command's dial error).
+        print(f"  command:remote:Command (keybuzz-{stack}-k3s-install-keybuzz-{stack}-cp-1):")
+        print(f"    error: {os.environ['FAKE_PULUMI_UP_ERROR']}")
+        return 255
     if command == "up":
         reason = promotion.withheld_reason(commit, checks_passed=True)
         if reason:

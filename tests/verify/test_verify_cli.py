@@ -399,6 +399,30 @@ def test_unreachable_api_server_exits_3_within_its_deadline(tmp_path, kubernetes
     assert TOKEN not in text
 
 
+def test_an_unreachable_cluster_still_writes_the_json_report_with_the_reason(tmp_path, kubernetes_imported):
+    path = tmp_path / "kc"
+    path.write_text(kubeconfig_text(f"https://127.0.0.1:{closed_port()}"))
+    report = tmp_path / "r.json"
+    code = cli.main(["--kubeconfig", str(path), "--api-timeout", "20", "--json", str(report)], out=io.StringIO())
+    assert code == cli.EXIT_UNREACHABLE
+    data = json.loads(report.read_text())
+    assert (data["passed"], data["exitCode"], data["checks"]) == (False, cli.EXIT_UNREACHABLE, {})
+    assert data["error"].startswith("cannot reach the cluster: https://127.0.0.1:") and "Connection refused" in data[
+        "error"]
+    assert data["cluster"]["source"] == f"kubeconfig {path}"
+    assert TOKEN not in report.read_text()
+
+
+def test_a_refused_command_line_still_writes_the_json_report(tmp_path):
+    report = tmp_path / "r.json"
+    code, text = run_cli(["--stack", "nosuch", "--json", str(report)], FixtureFake(FakeCluster()))
+    assert code == cli.EXIT_USAGE
+    data = json.loads(report.read_text())
+    assert (data["passed"], data["exitCode"]) == (False, cli.EXIT_USAGE)
+    assert data["error"].startswith("--stack nosuch: no Pulumi.nosuch.yaml")
+    assert f"report written to {report} (exit 2: --stack nosuch" in text
+
+
 def test_api_that_never_answers_is_cut_at_the_api_timeout(kubeconfig_file):
     hang = threading.Event()
 
@@ -418,7 +442,6 @@ def test_api_that_never_answers_is_cut_at_the_api_timeout(kubeconfig_file):
 
 @pytest.mark.parametrize(("argv", "message"), [
     ([], "say which cluster: --stack STACK or --kubeconfig FILE"),
-    (["--kubeconfig", "/nonexistent/kc"], "--kubeconfig /nonexistent/kc: no such file"),
     (["--kubeconfig", "KC", "--bogus"], "unrecognized arguments: --bogus"),
     (["--kubeconfig", "KC", "--stack", "dev"], "not allowed with argument"),
     (["--kubeconfig", "KC", "--mtu", "100"], "--mtu 100: an MTU between 576 and 9000"),
@@ -427,8 +450,6 @@ def test_api_that_never_answers_is_cut_at_the_api_timeout(kubeconfig_file):
     (["--kubeconfig", "KC", "--pod-cidr", "10.42.0.0/99"], "--pod-cidr 10.42.0.0/99: not an IPv4 CIDR"),
     (["--kubeconfig", "KC", "--external-url", "ftp://x"], "--external-url ftp://x: not an http(s) URL"),
     (["--kubeconfig", "KC", "--check", "nope"], "invalid choice: 'nope'"),
-    (["--stack", "nosuch"], "--stack nosuch: no Pulumi.nosuch.yaml"),
-    (["--stack", "../etc/x"], "--stack '../etc/x': a stack name"),
 ])
 def test_bad_usage_exits_2_with_usage(argv, message, kubeconfig_file):
     argv = [str(kubeconfig_file) if a == "KC" else a for a in argv]
@@ -438,6 +459,17 @@ def test_bad_usage_exits_2_with_usage(argv, message, kubeconfig_file):
     assert text.startswith("usage: bin/verify")
     assert message in text
     assert access.applied == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--kubeconfig", "/nonexistent/kc"], "--kubeconfig /nonexistent/kc: no such file"),
+    (["--stack", "nosuch"], "--stack nosuch: no Pulumi.nosuch.yaml"),
+    (["--stack", "../etc/x"], "--stack '../etc/x': a stack name"),
+])
+def test_an_unusable_cluster_source_is_one_line_without_the_usage(argv, message):
+    code, text = run_cli(argv, FixtureFake(FakeCluster()))
+    assert code == cli.EXIT_USAGE
+    assert text.startswith(f"bin/verify: error: {message}") and "usage:" not in text
 
 
 def test_empty_or_invalid_kubeconfig_exits_2(tmp_path):
@@ -596,7 +628,10 @@ def test_bin_verify_stack_dev_with_a_fake_pulumi_on_path(fake_pulumi):
     done = subprocess.run([str(ROOT / "bin/verify"), "--stack", "dev", "--api-timeout", "20"], capture_output=True,
                           text=True, timeout=120, env=fake_pulumi, cwd="/")
     assert done.returncode == cli.EXIT_USAGE, done.stdout + done.stderr
-    assert "bin/verify: error: stack dev has no kubeconfig output: run `bin/deploy dev up` first" in done.stdout
+    # The fix first, not 20 lines of usage: the command line was right, the stack is not up yet.
+    assert done.stdout.startswith("bin/verify: error: stack dev has no kubeconfig output: run `bin/deploy dev up` "
+                                  "first")
+    assert "usage:" not in done.stdout
     assert Path(fake_pulumi["FAKE_PULUMI_LOG"]).read_text().splitlines() == [
         "stack output --json --show-secrets --stack dev", f"file://{ROOT}/.pulumi-state"]
 

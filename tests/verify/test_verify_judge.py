@@ -418,3 +418,26 @@ def test_by_node_counts_the_target_of_an_ingress_path_that_carries_a_port():
     assert verdict.by_node(["node-a", "node-b", "node-c"]) == {"node-b": 2, "node-a": 1, "node-c": 1}
     assert "By node: node-b in 2, node-a in 1, node-c in 1 (every failure involves node-b)." in verdict.message(
         ["node-a", "node-b", "node-c"])
+
+
+def test_a_pool_mtu_too_large_for_hetzner_names_the_value_to_set():
+    # The lab's black hole (full-size packets vanish, no Frag needed) judged against a pool MTU of 1450:
+    # on Hetzner's 1450-byte private network IPIP fits 1430, and the verdict says to set that.
+    cluster = ReplayCluster("path_mtu_black_hole", "mtu")
+    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=1450,
+                         timeout_seconds=30, timeouts=LAB_TIMEOUTS)
+    verdict = run_check("mtu", inputs, lambda: cluster, sleep=lambda s: None)
+    hole = [c for c in verdict.causes() if c.startswith("MTU black hole")]
+    assert hole and all(
+        "the pool MTU 1450 is above 1430, the most IPIP (20 bytes) fits in Hetzner's 1450-byte private network: "
+        "set keybuzz-k3s:calicoMtu to 1430 (or 0, which derives it)" in c for c in hole
+    )
+
+
+def test_a_pool_mtu_that_fits_gets_no_hetzner_value():
+    cluster = ReplayCluster("path_mtu_black_hole", "mtu")
+    inputs = CheckInputs(nodes=LAB_NODES, pod_cidr=POD_CIDR, subnet_cidr=SUBNET_CIDR, pool_mtu=MTU,
+                         timeout_seconds=30, timeouts=LAB_TIMEOUTS)
+    causes = run_check("mtu", inputs, lambda: cluster, sleep=lambda s: None).causes()
+    assert any(c.startswith("MTU black hole") for c in causes)
+    assert not any("calicoMtu to 1430" in c for c in causes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from keybuzz.calico import HETZNER_PRIVATE_NETWORK_MTU, IPIP_OVERHEAD_BYTES
 from keybuzz.verify.judge.common import (
     CAUSE_EXEC,
     CAUSE_PING_TOOL,
@@ -22,6 +23,19 @@ from keybuzz.verify.judge.common import (
 from keybuzz.verify.judge.parsers import CurlResult, PingResult, describe_curl_failure, parse_curl, parse_ping, ping_ok
 from keybuzz.verify.judge.verdict import Failure, Verdict, latency_summary
 from keybuzz.verify.plan import BULK_BYTES, DEFAULT_TIMEOUTS, RawOutput, Timeouts, cross_node_pairs
+
+# The largest pool MTU Hetzner's private network carries with IPIP (1450 - 20): the value to set when the
+# pool MTU is larger and full-size packets do not cross.
+HETZNER_IPIP_POOL_MTU = HETZNER_PRIVATE_NETWORK_MTU - IPIP_OVERHEAD_BYTES
+
+
+def _too_large(mtu: int) -> str:
+    """The fix when the pool MTU itself is above what IPIP fits in Hetzner's private network, else ""."""
+    if mtu <= HETZNER_IPIP_POOL_MTU:
+        return ""
+    return (f"; the pool MTU {mtu} is above {HETZNER_IPIP_POOL_MTU}, the most IPIP (20 bytes) fits in Hetzner's "
+            f"{HETZNER_PRIVATE_NETWORK_MTU}-byte private network: set keybuzz-k3s:calicoMtu to "
+            f"{HETZNER_IPIP_POOL_MTU} (or 0, which derives it), then recreate the pods")
 
 
 def _int(text: str) -> int | None:
@@ -132,8 +146,9 @@ def judge_mtu(
             whats.append(f"DF ping of {packet}-byte packets: Frag needed (mtu = {df.frag_needed_mtu}) from "
                          f"{df.frag_needed_from}")
             cause = (f"a hop on the path carries only {df.frag_needed_mtu} bytes, less than the pool MTU {mtu} "
-                     f"(pod eth0 MTU {seen}): set the pool MTU (Installation calicoNetwork.mtu) to at most "
-                     f"{df.frag_needed_mtu}, or raise that hop's MTU")
+                     f"(pod eth0 MTU {seen}): set the pool MTU (keybuzz-k3s:calicoMtu, the Installation's "
+                     f"calicoNetwork.mtu) to at most {df.frag_needed_mtu}, or raise that hop's MTU"
+                     + _too_large(mtu))
         elif state == "cached":
             cached = df.cached_mtu or df.local_mtu
             client_mtu = client_mtus.get(p.src)
@@ -167,7 +182,7 @@ def judge_mtu(
     black_hole = (f"MTU black hole: {packet}-byte packets vanish on the path and no Frag needed comes back, while "
                   f"small ones pass (pod eth0 MTU {seen}): a hop carries less than the pool MTU {mtu} and ICMP "
                   "type 3 code 4 is filtered; find that hop's MTU (`tracepath` from a pod) and set the pool MTU "
-                  "below it, or let 'fragmentation needed' through")
+                  "below it, or let 'fragmentation needed' through" + _too_large(mtu))
     failures = [Failure(f.where, f.what, black_hole) if f.cause == "mtu-black-hole" else f for f in failures]
     for node, error in sorted(tool_broken.items()):
         failures.append(Failure(f"client pod on {node}", f"ping could not run ({error}): the DF probe measured "
