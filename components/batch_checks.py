@@ -1,8 +1,9 @@
 """The overlay checks between rollout batches, as resources: barrier(batch i) -> check(batch i) -> drains of batch i+1.
 
 What runs and when is decided in keybuzz/verify/rollout_check.py; where each batch sits in the
-rollout comes from keybuzz/rollout.py. K3sCluster calls ``after_batch`` once a batch's nodes are
-declared and puts the returned check in the next batch's drain ``depends_on``.
+rollout comes from keybuzz/rollout.py. K3sCluster calls ``after_batch`` with the batch's barrier
+once the batch's nodes are declared (``K3sCluster._after_batch``) and puts the returned check in the
+next batch's drain ``depends_on``.
 """
 
 from __future__ import annotations
@@ -61,12 +62,9 @@ class BatchChecks:
         )
         self.checks: dict[int, BatchOverlayCheck] = {}
 
-    def last_of_batch(self, batch: int, node: str) -> bool:
-        """True when ``node`` is the batch's last node: its check can be declared now."""
-        return self.positions[batch].focus[-1] == node
-
     def after_batch(self, batch: int, done: Sequence[pulumi.Resource]) -> BatchOverlayCheck:
-        """The check of ``batch``, after ``done`` (its nodes' ready steps, or the batch's barrier)."""
+        """The check of ``batch``, after ``done`` (the batch's barrier: its one node's ready, or the
+        barrier command that waits for each ready of the batch)."""
         position = self.positions[batch]
         props = {
             **self._args.to_props(),

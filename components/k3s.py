@@ -1,9 +1,10 @@
 """K3s on the nodes through SSH: Flannel off from the first boot, and every later change rolled out safely.
 
 The order of everything is decided in keybuzz/rollout.py (tested as data); this component turns
-each node's entry into resources: drain -> resize -> install -> ready (+ labels, taints), chained
-node after node, and a retire step whose delete removes the node from the cluster before its
-server is deleted.
+each node's entry into resources: drain -> resize -> install -> ready (+ labels, taints), batch
+after batch through one boundary per batch (a barrier, then the batch's overlay check with
+``verify.betweenBatches``), and a retire step whose delete removes the node from
+the cluster before its server is deleted.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from keybuzz.cluster_origin import ClusterOrigin, may_initialise
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import CriticalConfigGuard
 from keybuzz.resize import ServerTypeChange
-from keybuzz.rollout import NodeRollout, plan_rollout
+from keybuzz.rollout import Batch, NodeRollout, plan_batches, plan_rollout
 
 # Our field manager on Nodes: labels it applied and no longer applies are removed by the API server.
 LABELS_FIELD_MANAGER = "keybuzz-node-labels"
@@ -38,8 +39,12 @@ class K3sCluster(pulumi.ComponentResource):
 
     Order (keybuzz/rollout.py): servers one at a time, each back to /readyz (and, on a change, its
     node Ready and uncordoned) before the next; then agents, a canary of one, then batches of
-    ``agentUpgradeBatchSize``. With ``verify.betweenBatches`` each batch's overlay check
-    (components/batch_checks.py) runs before the next batch is drained.
+    ``agentUpgradeBatchSize``. ``batches[k]`` is rollout batch k and ``batch_barriers[k]`` the
+    resource that stands after it: for a batch of several nodes a barrier that depends on each
+    ``ready`` of the batch; for a batch of one node (every server, the canary, agents at batch size 1)
+    that node's ``ready``. With ``verify.betweenBatches`` the batch's overlay check
+    (components/batch_checks.py, ``batch_checks[k]``) depends on that boundary; every drain of batch
+    k+1 depends on the check, or on the boundary when there are no checks (``_after_batch``).
     """
 
     token: pulumi.Output[str]
@@ -52,6 +57,8 @@ class K3sCluster(pulumi.ComponentResource):
     ready: dict[str, command.remote.Command]
     rendered_configs: dict[str, pulumi.Output[str]]
     fingerprints: dict[str, pulumi.Output[str]]
+    batches: tuple[Batch, ...]
+    batch_barriers: list[pulumi.Resource]
     batch_checks: dict[int, pulumi.Resource]  # batch index -> its overlay check (verify.betweenBatches)
 
     def __init__(
@@ -98,23 +105,35 @@ class K3sCluster(pulumi.ComponentResource):
         self.installs, self.ready, self.rendered_configs, self.fingerprints = {}, {}, {}, {}
         self._retires: dict[str, command.remote.Command] = {}
         self.batch_checks = {}
+        self.batches, self.batch_barriers = plan_batches(cfg), []
+        self._gates: list[pulumi.Resource] = []  # what the next batch's drains wait for, per batch
         plan = plan_rollout(cfg)
         # The checks need the kubeconfig, read below once the first server is up: handed over deferred.
+        # Whatever produces it must depend only on the first server's steps (batch 0), or the checks
+        # wait for the kubeconfig that waits for them.
         checks_kubeconfig, resolve_checks_kubeconfig = pulumi.deferred_output()
-        checks = (
+        self._checks = (
             batch_checks.BatchChecks(
                 f"{cfg.cluster_name}-rollout-check", cfg, plan, checks_kubeconfig, self.fingerprints, self
             )
             if batch_checks.enabled(cfg)
             else None
         )
+        by_batch: dict[int, list[NodeRollout]] = {}
         for entry in plan:
-            self._declare_node(entry, guard, extra_san)
-            if checks is not None:
-                self._check_batch(entry, checks)
+            by_batch.setdefault(entry.batch, []).append(entry)
+        for batch in self.batches:
+            for entry in by_batch[batch.index]:
+                self._declare_node(entry, guard, extra_san)
+            ready = [self.ready[n] for n in batch.names]
+            barrier = ready[0] if len(ready) == 1 else _barrier(f"{name}-batch-{batch.index}", ready, self)
+            self.batch_barriers.append(barrier)
+            self._gates.append(self._after_batch(batch, barrier))
         self.api_ready = self.ready[first.node.name]
-        # Everything that must have happened before the cluster has all its nodes (and passed its checks).
-        self.joined = [*self.installs.values(), *self.ready.values(), *self.batch_checks.values()]
+        # Everything that must have happened before the cluster has all its nodes (and passed its
+        # checks): the last boundary stands after every node's ready (each batch after the previous
+        # one) and after every check, one dependency not 2N.
+        self.joined = [self._gates[-1]]
 
         raw_kubeconfig = command.remote.Command(
             f"{name}-kubeconfig",
@@ -191,20 +210,6 @@ class K3sCluster(pulumi.ComponentResource):
             self._declare_node_metadata(entry)
         self.register_outputs({"kubeconfig": self.kubeconfig})
 
-    # --- the overlay check after each batch (components/batch_checks.py) ---------------------------
-
-    def _check_batch(self, entry: NodeRollout, checks: batch_checks.BatchChecks) -> None:
-        """After a batch's last node: its check, after the batch's ready steps; the next batch's
-        drains wait for it (``_batch_gate``). Re-target ``done`` at the batch barrier when there is one."""
-        if checks.last_of_batch(entry.batch, entry.node.name):
-            done = [self.ready[n] for n in checks.positions[entry.batch].focus]
-            self.batch_checks[entry.batch] = checks.after_batch(entry.batch, done)
-
-    def _batch_gate(self, entry: NodeRollout) -> list[pulumi.Resource]:
-        """What this node's drain waits for beyond the previous batch's ready steps: that batch's check."""
-        previous = self.batch_checks.get(entry.batch - 1)
-        return [previous] if previous is not None and entry.after else []
-
     # --- one node's chain ------------------------------------------------------------------------
 
     def _declare_node(self, entry: NodeRollout, guard: pulumi.Resource, extra_san: pulumi.Output[str]) -> None:
@@ -247,12 +252,12 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # Depends on the server: deleted (drain, Node, etcd member) before the server is.
-                # Depends on the previous retire of its role: deletes run one at a time.
+                # Depends on the retire before it (keybuzz/rollout.py): servers one at a time, agents in lanes.
                 depends_on=[handle.server, *previous],
                 delete_before_replace=True,
             ),
         )
-        after = [guard, *(self.ready[n] for n in entry.after), *self._batch_gate(entry)]
+        after = [guard, *([self._gates[entry.after_batch]] if entry.after_batch is not None else [])]
         if node.name != cfg.servers[0].name:
             after += self._join_through
         # A replaced server: the retire step's replacement drains and deletes the old Node; this
@@ -311,6 +316,18 @@ class K3sCluster(pulumi.ComponentResource):
             return drain
         return etcd_backup.with_pre_upgrade_snapshot(drain, entry.node.name, fingerprint, on_node=on_node)
 
+    # --- the boundary after each batch, and its overlay check (components/batch_checks.py) -------
+
+    def _after_batch(self, batch: Batch, barrier: pulumi.Resource) -> pulumi.Resource:
+        """What the next batch's drains wait for once ``batch`` is back: with ``verify.betweenBatches``
+        its overlay check, which depends on the batch's barrier (one link per batch on the chain);
+        without, the barrier itself."""
+        if self._checks is None:
+            return barrier
+        check = self._checks.after_batch(batch.index, [barrier])
+        self.batch_checks[batch.index] = check
+        return check
+
     def _declare_node_metadata(self, entry: NodeRollout) -> None:
         """Labels by server-side apply under our field manager; taints by a command (atomic list)."""
         name, node = self._name, entry.node
@@ -360,6 +377,13 @@ def etcd_backup_keys(secrets: Secrets) -> pulumi.Output[tuple[str, str] | None]:
     return pulumi.Output.secret(
         pulumi.Output.all(secrets.etcd_s3_access_key, secrets.etcd_s3_secret_key).apply(lambda k: (k[0], k[1]))
     )
+
+
+def _barrier(name: str, batch_ready: list[pulumi.Resource], parent: pulumi.Resource) -> pulumi.Resource:
+    """The boundary after a batch of several nodes: a local command with nothing to run, so it never
+    does anything on any run; it exists to be depended on (2 x batch size dependencies per boundary
+    instead of the square, and a chain as long as the number of batches)."""
+    return command.local.Command(name, opts=pulumi.ResourceOptions(parent=parent, depends_on=batch_ready))
 
 
 def _warn_expiry(not_after: datetime | None, now: datetime, node: str) -> None:

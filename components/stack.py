@@ -20,7 +20,7 @@ from components.network import PrivateNetwork
 from components.servers import NodeServers
 from components.storage import ClusterStorage
 from components.verification import OverlayVerification
-from keybuzz import promotion
+from keybuzz import promotion, sdk_scale
 from keybuzz.config import ClusterConfig, Secrets
 from keybuzz.guards import DeployedStackGuard, deployed_stack_values
 from keybuzz.hetzner import api_load_balancer_plan
@@ -47,6 +47,8 @@ class Built:
 
 def build(cfg: ClusterConfig, secrets: Secrets, commit: Commit) -> Built:
     """Declare every component for ``cfg``, in dependency order; ``commit`` is the program's source."""
+    # Before the first resource: the SDK's cycle check, linear (keybuzz/sdk_scale.py; 500 nodes evaluate).
+    sdk_scale.install()
     gate = _promotion_gate(cfg, commit)
     # Refuses, at preview, an image/location change, a K3s downgrade or a one-step key swap.
     stack_guard = DeployedStackGuard(f"{cfg.cluster_name}-deployed-stack", deployed_stack_values(cfg))

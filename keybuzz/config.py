@@ -14,7 +14,10 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+from keybuzz.rollout import BatchSize, parse_batch_size
 
 # Hetzner Cloud locations and the network zone each belongs to (a subnet's zone must match).
 NETWORK_ZONES: dict[str, str] = {
@@ -170,7 +173,7 @@ class ClusterConfig:
     allow_unverified_promotion: bool
     api_load_balancer: ApiLoadBalancer = ApiLoadBalancer("auto", "lb11")
     deletion_protection: bool = False
-    agent_upgrade_batch_size: int = 1
+    agent_upgrade_batch: BatchSize = BatchSize()  # keybuzz/rollout.py cuts the agents with it
     ingress: IngressConfig = IngressConfig("ingress-nginx", "37.4.0", "v3.6.17")
     # Volumes and etcd snapshots (keybuzz/storage.py, keybuzz/etcd_backup.py); None: not configured.
     storage: Any = None  # keybuzz.storage.StorageConfig
@@ -203,15 +206,17 @@ class ClusterConfig:
         """The private address every joining node registers through: the load balancer, else the first server."""
         return self.api_lb_private_ip if self.api_lb_enabled else self.servers[0].private_ip
 
-    @property
+    # Cached (the config is frozen): every node's resources read these, and planning is O(nodes), so
+    # recomputing made a 500-node program quadratic (bin/bench).
+    @cached_property
     def nodes(self) -> tuple[Node, ...]:
         return plan_nodes(self)
 
-    @property
+    @cached_property
     def servers(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role == "server")
 
-    @property
+    @cached_property
     def agents(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role == "agent")
 
@@ -601,7 +606,7 @@ def parse_config(raw: Mapping[str, Any], stack: str, defaults: Mapping[str, Any]
         allow_unverified_promotion=_bool(raw.get("allowUnverifiedPromotion", False), "allowUnverifiedPromotion"),
         api_load_balancer=api_lb,
         deletion_protection=_bool(raw.get("deletionProtection", False), "deletionProtection"),
-        agent_upgrade_batch_size=_batch_size(raw.get("agentUpgradeBatchSize", 1)),
+        agent_upgrade_batch=parse_batch_size(raw.get("agentUpgradeBatchSize", 1)),
         ingress=_ingress(raw.get("ingress"), defaults.get("ingress") or {}),
         **_storage_and_backup(raw, defaults, stack, location, cluster_name),
     )
@@ -684,13 +689,6 @@ def _server_type(value: object, key: str, location: str) -> str:
     if problem:
         raise ConfigError(key, server_type, problem)
     return server_type
-
-
-def _batch_size(value: object) -> int:
-    size = _int(value, "agentUpgradeBatchSize", minimum=1)
-    if size > 10:
-        raise ConfigError("agentUpgradeBatchSize", size, "1..10 agents drained and upgraded at a time")
-    return size
 
 
 def load() -> tuple[ClusterConfig, Secrets]:

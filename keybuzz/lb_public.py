@@ -112,9 +112,9 @@ class PublicInterfaceProvider(ResourceProvider):
         """Nothing to undo: the load balancer goes with its own resource."""
 
     def _ensure(self, props: Mapping[str, Any]) -> None:
-        api = HcloudApi(token_from_env(), self.transport)
-        ensure_public_interface(api, self.clock or MonotonicClock(), str(props["loadBalancerId"]),
-                                bool(props["enabled"]))
+        clock = self.clock or MonotonicClock()
+        api = HcloudApi(token_from_env(), self.transport, clock=clock)
+        ensure_public_interface(api, clock, str(props["loadBalancerId"]), bool(props["enabled"]))
 
 
 def _recorded(props: Mapping[str, Any]) -> dict[str, Any]:

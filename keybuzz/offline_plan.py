@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -194,18 +194,25 @@ def _render_day2(run: ProgramRun, w: Any) -> None:
 
 
 def _render_rollout(run: ProgramRun, w: Any) -> None:
-    """The rollout order, with the overlay check after each batch where there is one."""
+    """The rollout order, with the barrier and the overlay check after each batch where there is one."""
     waves = rollout_order(run)
     if not waves:
         return
-    checked = checked_waves(run, waves)
+    checked, barred = checked_waves(run, waves), barrier_waves(run, waves)
     w("\nRollout order (day 2: each node drained, changed, Ready and uncordoned before the next)\n  ")
     steps = []
     for i, wave in enumerate(waves):
         steps.append(wave[0] if len(wave) == 1 else f"[{', '.join(wave)}]")
+        if i in barred:
+            steps.append("barrier")
         if i in checked:
             steps.append("check")
     w(" -> ".join(steps) + "\n")
+    if barred:
+        w(
+            f"  barrier = <cluster>-k3s-batch-<n> ({len(barred)} in all): runs nothing, waits for every node of its "
+            "batch; the next batch waits for it (a batch of one node needs none)\n"
+        )
     checks = run.of_type(BATCH_CHECK)
     if not checks:
         w("  no overlay check between batches (verify.betweenBatches or verify.enabled is false)\n")
@@ -218,19 +225,52 @@ def _render_rollout(run: ProgramRun, w: Any) -> None:
     )
 
 
+def _boundaries(run: ProgramRun) -> dict[str, list[str]]:
+    """What stands between two batches (components/k3s.py): batch barriers and overlay checks, with
+    what each waits for."""
+    return {
+        r.name: list(r.depends_on)
+        for r in run.resources
+        if "-k3s-batch-" in r.name or r.type == BATCH_CHECK
+    }
+
+
+def _readies(deps: Sequence[str], boundaries: Mapping[str, Sequence[str]]) -> set[str]:
+    """Node names whose ready step ``deps`` wait for, directly or through barriers and checks."""
+    found: set[str] = set()
+    pending, seen = list(deps), set()
+    while pending:
+        dep = pending.pop()
+        if dep in seen:
+            continue
+        seen.add(dep)
+        if "-k3s-ready-" in dep:
+            found.add(dep.split("-k3s-ready-", 1)[1])
+        pending.extend(boundaries.get(dep, ()))
+    return found
+
+
 def checked_waves(run: ProgramRun, waves: Sequence[Sequence[str]]) -> set[int]:
-    """Indexes of the waves an overlay check follows: a check waits for exactly that wave's ready steps."""
-    after = [
-        {d.split("-k3s-ready-", 1)[1] for d in r.depends_on if "-k3s-ready-" in d} for r in run.of_type(BATCH_CHECK)
-    ]
+    """Indexes of the waves an overlay check follows: a check waits for exactly that wave's ready
+    steps (through the wave's barrier when it has several nodes)."""
+    boundaries = _boundaries(run)
+    after = [_readies(r.depends_on, boundaries) for r in run.of_type(BATCH_CHECK)]
+    return {i for i, wave in enumerate(waves) if set(wave) in after}
+
+
+def barrier_waves(run: ProgramRun, waves: Sequence[Sequence[str]]) -> set[int]:
+    """Indexes of the waves a batch barrier follows (waves of several nodes)."""
+    boundaries = _boundaries(run)
+    after = [_readies(deps, boundaries) for name, deps in boundaries.items() if "-k3s-batch-" in name]
     return {i for i, wave in enumerate(waves) if set(wave) in after}
 
 
 def rollout_order(run: ProgramRun) -> list[list[str]]:
     """Node names in rollout order, one list per step (a batch of agents shares a step), read back
-    from each node's drain and the readies it waits for."""
+    from each node's drain and the readies it waits for (through the barrier and check before it)."""
+    boundaries = _boundaries(run)
     after = {
-        r.name.split("-k3s-drain-", 1)[1]: {d.split("-k3s-ready-", 1)[1] for d in r.depends_on if "-k3s-ready-" in d}
+        r.name.split("-k3s-drain-", 1)[1]: _readies(r.depends_on, boundaries)
         for r in run.resources
         if "-k3s-drain-" in r.name
     }

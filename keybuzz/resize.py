@@ -35,6 +35,7 @@ from keybuzz.hcloud_api import (  # Clock, MonotonicClock: re-exported for lb_pu
     MonotonicClock,
     Transport,
     action_problem,
+    polls,
     token_from_env,
     wait_action,
 )
@@ -58,7 +59,9 @@ _SERVER_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 @dataclass(frozen=True)
 class Deadlines:
-    """Seconds each wait may take; ``poll`` is the pause between two reads of the API."""
+    """Seconds each wait may take; ``poll`` is the first pause between two reads of the API (pauses grow
+    from there up to 30 s, hcloud_api.PollSchedule: ten nodes polling every 3 s would empty the
+    project's 3,600 requests an hour in about 25 minutes)."""
 
     shutdown: float = 180.0  # a clean OS shutdown; K3s stops in seconds
     change_type: float = 1800.0  # a type change may move the server to another host (disk copy)
@@ -142,19 +145,30 @@ def run_resize(
     upgrade_disk: bool,
     deadlines: Deadlines = Deadlines(),
 ) -> list[str]:
-    """Bring server ``server_id`` to ``target_type``; returns the steps done. Raises ResizeFailed."""
+    """Bring server ``server_id`` to ``target_type``; returns the steps done. Raises ResizeFailed, whose
+    message ends with the state the server was last seen in (a limit or a deadline can stop a resize
+    with the server off)."""
     try:
         server = api.get_server(server_id)
     except HcloudApiError as exc:
         raise ResizeFailed(f"{node}: reading server {server_id} failed: {exc}") from None
     current = (server.get("server_type") or {}).get("name", "?")
+    seen = {"status": str(server.get("status")), "type": current}
     try:
-        steps = resize_steps(str(server.get("status")), current, target_type)
+        steps = resize_steps(seen["status"], current, target_type)
     except ResizeRefused as exc:
         raise ResizeFailed(f"{node}: {exc}") from None
     for step in steps:
-        _do(api, clock, server_id, node, step, target_type, upgrade_disk, deadlines)
+        try:
+            _do(api, clock, server_id, node, step, target_type, upgrade_disk, deadlines, seen)
+        except ResizeFailed as exc:
+            raise ResizeFailed(f"{exc} {left_in(server_id, seen, step)}") from None
     return list(steps)
+
+
+def left_in(server_id: str, seen: Mapping[str, str], step: str) -> str:
+    """The sentence that says what state the server was left in, from what was last read of it."""
+    return f"Server {server_id} was last seen '{seen['status']}' (type {seen['type']}) when '{step}' failed."
 
 
 def _do(
@@ -166,13 +180,15 @@ def _do(
     target_type: str,
     upgrade_disk: bool,
     deadlines: Deadlines,
+    seen: dict[str, str],
 ) -> None:
     left_off = "" if step in (SHUTDOWN, WAIT_OFF) else " The server may be left off; `pulumi up` resumes from here."
+    status_of = lambda: _status(api, server_id, seen)  # noqa: E731 (read by both waits)
     try:
         if step == SHUTDOWN:
             api.server_action(server_id, "shutdown")
         elif step == WAIT_OFF:
-            status = _wait(clock, deadlines.shutdown, deadlines.poll, lambda: _status(api, server_id), OFF)
+            status = _wait(api, clock, deadlines.shutdown, deadlines.poll, status_of, OFF)
             if status != OFF:
                 raise ResizeFailed(
                     f"{node}: still '{status}' {deadlines.shutdown:.0f} s after an ACPI shutdown; nothing was "
@@ -188,25 +204,30 @@ def _do(
             action = api.server_action(server_id, "poweron")
             _wait_action(api, clock, action, node, step, deadlines.poweron, deadlines.poll, left_off)
         elif step == WAIT_RUNNING:
-            status = _wait(clock, deadlines.poweron, deadlines.poll, lambda: _status(api, server_id), RUNNING)
+            status = _wait(api, clock, deadlines.poweron, deadlines.poll, status_of, RUNNING)
             if status != RUNNING:
                 raise ResizeFailed(f"{node}: still '{status}' {deadlines.poweron:.0f} s after poweron.{left_off}")
     except HcloudApiError as exc:
         raise ResizeFailed(f"{node}: Hetzner refused '{step}' on server {server_id}: {exc}.{left_off}") from None
 
 
-def _status(api: HcloudApi, server_id: str) -> str:
-    return str(api.get_server(server_id).get("status"))
+def _status(api: HcloudApi, server_id: str, seen: dict[str, str]) -> str:
+    server = api.get_server(server_id)
+    seen["status"] = str(server.get("status"))
+    seen["type"] = (server.get("server_type") or {}).get("name", seen["type"])
+    return seen["status"]
 
 
-def _wait(clock: Clock, deadline: float, poll: float, read: Callable[[], str], want: str) -> str:
-    """Read until ``want`` or the deadline; returns the last value read."""
+def _wait(api: HcloudApi, clock: Clock, deadline: float, poll: float, read: Callable[[], str], want: str) -> str:
+    """Read until ``want`` or the deadline, at growing intervals; returns the last value read."""
     start = clock.now()
+    pauses = polls(api, poll)
     while True:
-        seen = read()
-        if seen == want or clock.now() - start + poll > deadline:
-            return seen
-        clock.sleep(poll)
+        value = read()
+        left = deadline - (clock.now() - start)
+        if value == want or left <= 0:
+            return value
+        clock.sleep(min(next(pauses), left))
 
 
 def _wait_action(
@@ -254,8 +275,9 @@ class ServerTypeChangeProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if type_change_requested(olds, news):
-            api = HcloudApi(token_from_env(), self.transport)
-            run_resize(api, self.clock or MonotonicClock(), str(news["serverId"]), str(news["nodeName"]),
+            clock = self.clock or MonotonicClock()
+            api = HcloudApi(token_from_env(), self.transport, clock=clock)
+            run_resize(api, clock, str(news["serverId"]), str(news["nodeName"]),
                        str(news["serverType"]), bool(news["upgradeDisk"]), self.deadlines or Deadlines())
         return UpdateResult(_recorded(news))
 

@@ -1,5 +1,7 @@
 """The offline runner (keybuzz/offline.py) under the names the tests use."""
 
+from __future__ import annotations
+
 from keybuzz.offline import (
     OPERATOR_VALUES,
     PROJECT,
@@ -33,4 +35,18 @@ __all__ = [
     "run_program",
     "secret_value",
     "stack_config",
+    "upstream",
 ]
+
+
+def upstream(run: ProgramRun, name: str) -> set[str]:
+    """Every resource ``name`` waits for, directly or through others (its recorded ``depends_on``, transitively)."""
+    deps = {r.name: r.depends_on for r in run.resources}
+    seen: set[str] = set()
+    stack = list(deps[name])
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(deps.get(current, []))
+    return seen

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import STACKS, run_program
+from harness import STACKS, run_program, upstream
 
 import keybuzz.calico
 from keybuzz.guards import CriticalConfigProvider
@@ -141,7 +141,15 @@ def test_calico_and_ingress_use_the_clusters_provider_and_wait_for_it(run):
     nginx = release(run, "ingress-nginx")
     for resource in (operator, installation, pool, nginx):
         assert provider in resource.provider, resource.name
-    assert set(operator.depends_on) == joined  # every node has joined: calico-node runs everywhere
+    # Every node has joined (calico-node runs everywhere) and every batch was checked: the last batch's
+    # boundary (here, batches of one with verify.betweenBatches on: the last batch's check, after the
+    # last node's ready) stands after every install, ready and check.
+    (last,) = operator.depends_on
+    checks = sorted(n for n in joined if "-rollout-check-batch-" in n)
+    assert len(checks) == len([n for n in joined if "-k3s-ready-" in n])  # one per node
+    assert last == f"keybuzz-{run.stack}-rollout-check-batch-{len(checks) - 1}"
+    (ready,) = run.named(last).depends_on
+    assert ready.startswith(f"keybuzz-{run.stack}-k3s-ready-") and joined <= upstream(run, last) | {last}
     assert operator.name in installation.depends_on
     assert pool.depends_on == [installation.name]
     # Calico first; the edge guard too, so a refused edge step fails before the release changes.

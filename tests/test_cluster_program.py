@@ -153,12 +153,15 @@ def test_servers_roll_one_at_a_time_and_agents_after_the_last_server(run):
     assert run.named(f"{name}-k3s-drain-{servers[0]}").depends_on == [guard, f"{name}-k3s-retire-{servers[0]}"]
     # Joining nodes also wait for the API load balancer they join through (staging, prod).
     lb = [] if run.stack == "dev" else [f"{name}-api-lb"]
-    # ... and for the overlay check of the previous node's batch (verify.betweenBatches, on by default).
+    # ... and for the overlay check of the previous node's batch (verify.betweenBatches, on by default),
+    # which waits for that node's ready (a batch of one needs no barrier: no k3s-batch-<n> resource).
     for batch, (previous, current) in enumerate(zip(chain, chain[1:], strict=False)):
+        check = f"{name}-rollout-check-batch-{batch}"
         assert run.named(f"{name}-k3s-drain-{current}").depends_on == [
-            guard, f"{name}-k3s-ready-{previous}", f"{name}-rollout-check-batch-{batch}", *lb,
-            f"{name}-k3s-retire-{current}"
+            guard, check, *lb, f"{name}-k3s-retire-{current}"
         ]
+        assert run.named(check).depends_on == [f"{name}-k3s-ready-{previous}"]
+    assert not [r.name for r in run.resources if r.name.startswith(f"{name}-k3s-batch-")]
     for node in chain:
         assert run.named(f"{name}-k3s-resize-{node}").depends_on == [f"{name}-k3s-drain-{node}"]
         assert run.named(f"{name}-k3s-install-{node}").depends_on == [

@@ -302,7 +302,8 @@ def test_api_load_balancer_defaults_to_auto_on_with_several_servers():
         ({"apiLoadBalancer": {"mode": "off", "public": True}}, "apiLoadBalancer.public", True),
         ({"deletionProtection": "maybe"}, "deletionProtection", "maybe"),
         ({"agentUpgradeBatchSize": 0}, "agentUpgradeBatchSize", 0),
-        ({"agentUpgradeBatchSize": 11}, "agentUpgradeBatchSize", 11),
+        ({"agentUpgradeBatchSize": 101}, "agentUpgradeBatchSize", 101),
+        ({"agentUpgradeBatchSize": "60%"}, "agentUpgradeBatchSize", "60%"),
         ({"controlPlane": {"count": 1, "serverType": "cx23", "upgradeDisk": "no"}}, "controlPlane.upgradeDisk", "no"),
         (
             {"nodePools": [{"name": "w", "count": 1, "serverType": "cx23", "upgradeDisk": 1}]},

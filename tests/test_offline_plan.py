@@ -84,11 +84,30 @@ def test_plan_prints_the_rollout_order_servers_first_then_agent_batches():
     assert f"{heading}\n  {names} -> check\n" in text
     assert "  check = the overlay checks focused on the batch just rolled (5 in all, verify.betweenBatches): at " \
            "most 60 s + 10 s each" in text
+    assert "barrier" not in text  # batches of one node need none
     pools = [{"name": "workers", "count": 3, "serverType": "cx33"}]
     run = run_program("staging", overrides={"keybuzz-k3s:agentUpgradeBatchSize": 2, "keybuzz-k3s:nodePools": pools})
-    # The canary alone, then a batch of two.
+    # The canary alone, then a batch of two (read back through its barrier and its check).
     assert rollout_order(run)[-2:] == [["keybuzz-staging-workers-1"], ["keybuzz-staging-workers-2",
                                                                         "keybuzz-staging-workers-3"]]
+
+
+def test_plan_shows_the_barrier_and_the_check_after_a_batch_of_several_nodes(tmp_path):
+    doc = yaml.safe_load((STACK_FIXTURES / "Pulumi.staging.yaml").read_text())
+    doc["config"]["keybuzz-k3s:agentUpgradeBatchSize"] = "50%"
+    doc["config"]["keybuzz-k3s:nodePools"] = [{"name": "workers", "count": 5, "serverType": "cx33"}]
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(yaml.safe_dump(doc))
+    code, text = plan("staging", "--stack-file", str(stack_file))
+    assert code == EXIT_OK, text
+    # 50% of 5 agents: 2 a batch, after the canary.
+    order = " -> check -> ".join(f"keybuzz-staging-{n}" for n in ("cp-1", "cp-2", "cp-3", "workers-1"))
+    batches = " -> barrier -> check -> ".join(
+        f"[keybuzz-staging-workers-{a}, keybuzz-staging-workers-{b}]" for a, b in ((2, 3), (4, 5))
+    )
+    assert f"  {order} -> check -> {batches} -> barrier -> check\n" in text
+    assert "  barrier = <cluster>-k3s-batch-<n> (2 in all): runs nothing, waits for every node of its batch" in text
+    assert "(6 in all, verify.betweenBatches)" in text
 
 
 def test_plan_shows_no_check_between_batches_when_turned_off(tmp_path):

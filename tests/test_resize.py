@@ -223,7 +223,8 @@ def test_a_failed_change_type_names_node_action_and_hetzners_error_and_does_not_
         provider_with(fake, clock).update("id", props("cx33"), props("cx23"))
     assert str(failed.value) == (
         "keybuzz-prod-workers-1: Hetzner action 'change_type' failed: server_disk_too_large: disk is larger "
-        "than the new type's. The server may be left off; `pulumi up` resumes from here."
+        "than the new type's. The server may be left off; `pulumi up` resumes from here. "
+        "Server 42 was last seen 'off' (type cx33) when 'change_type' failed."
     )
     assert not any(path.endswith("poweron") for _, path, _ in fake.calls)
 
@@ -242,9 +243,13 @@ def test_a_hung_change_type_action_fails_at_its_deadline():
     clock = FakeClock()
     fake = FakeHetzner(clock)
     deadlines = resize.Deadlines(shutdown=60, change_type=30, poweron=60, poll=5)
-    with pytest.raises(resize.ResizeFailed, match=r"'change_type' \(id 2\) still 'running' after 30 s"):
+    with pytest.raises(resize.ResizeFailed, match=r"'change_type' \(id 2\) still 'running' after 30 s") as failed:
         ServerTypeChangeProvider(fake, clock, deadlines).update("id", props("cx23"), props("cx33"))
-    assert clock.now() <= 12 + 30 + 5  # shutdown took 12 s
+    assert clock.now() <= 12 + 30 + 5 + 7.5  # shutdown took 12 s, seen off at most one (grown) poll later
+    assert str(failed.value).endswith(
+        "The server may be left off; `pulumi up` resumes from here. "
+        "Server 42 was last seen 'off' (type cx23) when 'change_type' failed."
+    )
 
 
 def test_a_rerun_after_a_failure_resumes_where_it_stopped():
@@ -390,8 +395,48 @@ def test_provider_round_trips_through_dill_into_a_fresh_process():
     ],
 )
 def test_unexpected_answers_become_api_errors(status, body, code):
-    api = hcloud_api.HcloudApi(TOKEN, transport=lambda *_args: (status, body))
+    clock = FakeClock()
+    api = hcloud_api.HcloudApi(TOKEN, transport=lambda *_args: (status, body), clock=clock)
     with pytest.raises(hcloud_api.HcloudApiError) as failed:
         api.get_server("42")
     assert failed.value.code == code
     assert TOKEN not in str(failed.value)
+    # A 502 on a read and a conflict are retried with backoff before the error; the others are final.
+    assert api.retries == (8 if status in (502, 409) else 0)
+
+
+# --- limits: a resize that hits Hetzner's rate limit or a deadline -----------------------------------
+
+
+def test_a_resize_that_hits_the_rate_limit_names_the_node_and_the_state_its_server_was_left_in():
+    clock = FakeClock()
+    fake = FakeHetzner(clock)
+    limits = {"RateLimit-Limit": "3600", "RateLimit-Remaining": "0", "RateLimit-Reset": "1765000000"}
+
+    def empty_after_shutdown(method, url, headers, body, timeout):
+        """Hetzner's budget runs out once the shutdown was accepted: every later read gets 429."""
+        if any(path.endswith("/shutdown") for _, path, _ in fake.calls) and fake.clock.now() > 4:
+            fake.calls.append((method, url[len(hcloud_api.API_URL):], None))
+            error = {"error": {"code": "rate_limit_exceeded", "message": "limit reached"}}
+            return 429, json.dumps(error).encode(), limits
+        return fake(method, url, headers, body, timeout)
+
+    api = hcloud_api.HcloudApi(TOKEN, empty_after_shutdown, clock=clock, jitter=lambda: 1.0)
+    with pytest.raises(resize.ResizeFailed) as failed:
+        resize.run_resize(api, clock, "42", "keybuzz-prod-workers-7", "cx33", False)
+    assert str(failed.value) == (
+        "keybuzz-prod-workers-7: Hetzner refused 'wait-off' on server 42: rate_limit_exceeded: limit reached "
+        "(gave up after 9 tries in 183 s; rate limit: 0 of 3600 requests left, full again at 05:46:40 UTC) "
+        "(HTTP 429). Server 42 was last seen 'stopping' (type cx23) when 'wait-off' failed."
+    )
+    # Nothing was forced: no poweroff, no change_type on a server not seen off.
+    assert [path for m, path, _ in fake.calls if m == "POST"] == ["/servers/42/actions/shutdown"]
+
+
+def test_a_resize_polls_less_as_it_waits():
+    clock = FakeClock()
+    fake = FakeHetzner(clock)
+    provider_with(fake, clock).update("id", props("cx23"), props("cx33"))
+    gets = [c for c in fake.calls if c[0] == "GET"]
+    # Shutdown 12 s, change_type 90 s, boot 20 s: 3 s polls would read ~45 times; growing ones far fewer.
+    assert len(gets) <= 20 and fake.server_type == "cx33" and fake.status == "running"

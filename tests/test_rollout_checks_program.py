@@ -1,7 +1,8 @@
 """The overlay checks between rollout batches as the program declares them (mock engine).
 
 barrier(batch i) -> check(batch i) -> drains of batch i+1: the check waits for exactly its batch's
-ready steps, and every drain of the next batch waits for it. Off with verify.betweenBatches false
+ready steps (through the batch's barrier when the batch has several nodes, directly on the one ready
+when it has one), and every drain of the next batch waits for it. Off with verify.betweenBatches false
 (or verify.enabled false). Skipped on a first deploy: what the engine calls then is ``create``.
 """
 
@@ -35,6 +36,11 @@ def readies(deps):
     return sorted(d.removeprefix(f"{K}-ready-") for d in deps if d.startswith(f"{K}-ready-"))
 
 
+def through_barriers(run, deps):
+    """``deps`` with each batch barrier (``<cluster>-k3s-batch-<n>``) replaced by what it waits for."""
+    return [w for d in deps for w in (run.named(d).depends_on if d.startswith(f"{K}-batch-") else [d])]
+
+
 def check_of(run, batch):
     return run.named(f"{C}-rollout-check-batch-{batch}")
 
@@ -51,7 +57,9 @@ def test_one_check_per_batch_after_exactly_that_batchs_ready_steps(run):
     assert len(checks) == len(batches) == 6
     for i, nodes in enumerate(batches):
         check = check_of(run, i)
-        assert check.depends_on == [f"{K}-ready-{n}" for n in nodes]
+        # A batch of one: its ready; of several: the batch's barrier, which waits for each ready.
+        assert check.depends_on == ([f"{K}-ready-{nodes[0]}"] if len(nodes) == 1 else [f"{K}-batch-{i}"])
+        assert through_barriers(run, check.depends_on) == [f"{K}-ready-{n}" for n in nodes]
         assert check.inputs["focus"] == nodes
         assert sorted(check.inputs["fingerprints"]) == nodes
         assert check.parent == K
@@ -67,9 +75,10 @@ def test_the_next_batchs_drains_wait_for_the_previous_batchs_check(run):
         deps = run.named(f"{K}-drain-{node}").depends_on
         checks = [d for d in deps if "-rollout-check-batch-" in d]
         assert checks == [f"{C}-rollout-check-batch-{batch_of[node] - 1}"], node
-        # ... and, as before, for the previous batch's ready steps.
+        # ... and only for it: the previous batch's ready steps come before the check.
+        assert [d for d in deps if d.startswith((f"{K}-ready-", f"{K}-batch-"))] == [], node
         previous = [n for n, b in batch_of.items() if b == batch_of[node] - 1]
-        assert readies(deps) == sorted(previous), node
+        assert readies(through_barriers(run, check_of(run, batch_of[node] - 1).depends_on)) == sorted(previous), node
     # The cluster-wide components (Calico first) wait for the last batch's check too.
     operator = next(r for r in run.resources if r.name.endswith("-calico-tigera-operator"))
     assert f"{C}-rollout-check-batch-5" in operator.depends_on

@@ -381,11 +381,14 @@ def test_api_load_balancer_public_on_adds_its_ip_to_tls_san_restarting_servers_o
         for step in ("drain", "install", "ready"):
             name = f"keybuzz-staging-k3s-{step}-keybuzz-staging-{node}"
             assert user_inputs(lb_public.named(name)) == user_inputs(lb_private.named(name)), name
-    # One server at a time: a server's drain waits for the previous server to be Ready again.
+    # One server at a time: a server's drain waits for the previous server to be Ready again (through
+    # that server's overlay check, verify.betweenBatches on in staging).
     k3s = "keybuzz-staging-k3s"
-    for previous, current in zip(STAGING_SERVERS, STAGING_SERVERS[1:], strict=False):
+    for batch, (previous, current) in enumerate(zip(STAGING_SERVERS, STAGING_SERVERS[1:], strict=False)):
         drain = lb_public.named(f"{k3s}-drain-keybuzz-staging-{current}")
-        assert f"{k3s}-ready-keybuzz-staging-{previous}" in drain.depends_on
+        check = f"keybuzz-staging-rollout-check-batch-{batch}"
+        assert check in drain.depends_on
+        assert lb_public.named(check).depends_on == [f"{k3s}-ready-keybuzz-staging-{previous}"]
         assert 'kc_within 330 drain "$NODE"' in drain.inputs["update"]
 
 

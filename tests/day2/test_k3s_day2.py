@@ -65,6 +65,18 @@ def deps(run, step, node):
     return run.named(f"{K}-{step}-{C}-{node}").depends_on
 
 
+def barrier(index):
+    return f"{K}-batch-{index}"
+
+
+def drain_waits_for(run, node):
+    """What the node's drain waits for from the previous batch, through that batch's overlay check
+    (verify.betweenBatches, on in staging): the check's own dependencies, the previous batch's
+    boundary (its one node's ready, or its barrier)."""
+    (check,) = [d for d in deps(run, "drain", node) if "-rollout-check-batch-" in d]
+    return run.named(check).depends_on
+
+
 SERVERS = ("cp-1", "cp-2", "cp-3")
 AGENTS = ("workers-1", "workers-2")
 
@@ -88,14 +100,19 @@ def test_k3s_version_bump_restarts_every_node_in_place_servers_first_then_agents
         assert "triggers" not in install.inputs and install.options["replace_on_changes"] == ["triggers[*]"]
         assert 'kc_within 330 drain "$NODE"' in bumped.named(f"{K}-drain-{C}-{node}").inputs["update"]
         assert 'uncordon "$NODE"' in bumped.named(f"{K}-ready-{C}-{node}").inputs["update"]
-    # One at a time: each node's drain waits for the previous node's ready, agents after the last server.
+    # One at a time: each node's drain waits for the previous node's batch check, which waits for that
+    # node's ready (verify.betweenBatches, on in staging); agents after the last server.
     # Only the first server drains itself; only there may a missing k3s (a new machine) mean nothing to drain.
     updates = {n: bumped.named(f"{K}-drain-{C}-{n}").inputs["update"] for n in nodes}
     self_drained = [n for n in nodes if "no K3s on this machine yet" in updates[n]]
     assert self_drained == ["cp-1"]
     chain = list(nodes)
-    for previous, current in zip(chain, chain[1:], strict=False):
-        assert f"{K}-ready-{C}-{previous}" in deps(bumped, "drain", current)
+    for index, (previous, current) in enumerate(zip(chain, chain[1:], strict=False)):
+        check = f"{C}-rollout-check-batch-{index}"
+        assert deps(bumped, "drain", current)[1] == check
+        assert bumped.named(check).depends_on == [f"{K}-ready-{C}-{previous}"]
+    # Batches of one node need no barrier resource: the node's ready is the boundary.
+    assert not [r.name for r in bumped.resources if r.name.startswith(f"{K}-batch-")]
     for node in chain:
         # The retire step too: a replaced server's old Node and etcd member are gone before it joins.
         assert deps(bumped, "install", node) == [f"{C}-{node}", f"{K}-resize-{C}-{node}", f"{K}-retire-{C}-{node}"]
@@ -110,12 +127,55 @@ def test_agents_upgrade_in_batches_of_agent_upgrade_batch_size():
     guard = f"{K}-critical-config"
     ready = [f"{K}-ready-{C}-workers-{i}" for i in range(1, 6)]
     check = [f"{C}-rollout-check-batch-{i}" for i in range(6)]  # 3 servers, then the agents' batches
-    # The canary (workers-1) goes alone, then batches of 2; each waits for the previous batch's check.
-    assert deps(run, "drain", "workers-1") == [guard, f"{K}-ready-{C}-cp-3", check[2], lb, f"{K}-retire-{C}-workers-1"]
-    assert deps(run, "drain", "workers-2") == [guard, ready[0], check[3], lb, f"{K}-retire-{C}-workers-2"]
-    assert deps(run, "drain", "workers-3") == [guard, ready[0], check[3], lb, f"{K}-retire-{C}-workers-3"]
-    assert deps(run, "drain", "workers-4") == [guard, ready[1], ready[2], check[4], lb, f"{K}-retire-{C}-workers-4"]
-    assert deps(run, "drain", "workers-5") == [guard, ready[1], ready[2], check[4], lb, f"{K}-retire-{C}-workers-5"]
+    # Batches 0..2: one server each; 3: the canary workers-1 alone (its ready is the boundary);
+    # 4: workers 2-3; 5: workers 4-5. A batch of several nodes ends in one barrier that waits for each
+    # ready; the batch's overlay check waits for the boundary, the next batch's drains for the check.
+    assert deps(run, "drain", "workers-1") == [guard, check[2], lb, f"{K}-retire-{C}-workers-1"]
+    assert deps(run, "drain", "workers-2") == [guard, check[3], lb, f"{K}-retire-{C}-workers-2"]
+    assert deps(run, "drain", "workers-3") == [guard, check[3], lb, f"{K}-retire-{C}-workers-3"]
+    assert deps(run, "drain", "workers-4") == [guard, check[4], lb, f"{K}-retire-{C}-workers-4"]
+    assert deps(run, "drain", "workers-5") == [guard, check[4], lb, f"{K}-retire-{C}-workers-5"]
+    assert [run.named(c).depends_on for c in check] == [
+        *([f"{K}-ready-{C}-{s}"] for s in SERVERS), [ready[0]], [barrier(4)], [barrier(5)]
+    ]
+    assert run.named(barrier(4)).depends_on == ready[1:3]
+    assert run.named(barrier(5)).depends_on == ready[3:5]
+    assert [r.name for r in run.resources if r.name.startswith(f"{K}-batch-")] == [barrier(4), barrier(5)]
+    # A barrier runs nothing on any run: no inputs that could change.
+    assert run.named(barrier(4)).type == "command:local:Command" and run.named(barrier(4)).inputs == {}
+    # Removal goes in two lanes (the batch size): worker 5 before 3 before 1, worker 4 before 2.
+    assert [deps(run, "retire", f"workers-{i}")[1:] for i in range(1, 6)] == [
+        [], [], [f"{K}-retire-{C}-workers-1"], [f"{K}-retire-{C}-workers-2"], [f"{K}-retire-{C}-workers-3"]
+    ]
+
+
+@pytest.mark.parametrize("between_batches", [True, False])
+def test_agents_upgrade_in_batches_of_a_percentage_of_the_agents(between_batches):
+    pools = [{"name": "workers", "count": 20, "serverType": "cx33"}]
+    off = {} if between_batches else {"verify": {"betweenBatches": False}}
+    run = staging(nodePools=pools, agentUpgradeBatchSize="25%", **off)
+    checks = {r.name for r in run.resources if "-rollout-check-batch-" in r.name}
+
+    def boundary(index, wait):
+        """What the next batch's drains wait for: the batch's check, or (checks off) ``wait`` itself."""
+        if not between_batches:
+            return wait
+        check = f"{C}-rollout-check-batch-{index}"
+        assert run.named(check).depends_on == [wait]
+        return check
+
+    # The canary (workers-1) alone after the three servers' batches, then 25% of 20 agents: 4 batches of 5.
+    first = boundary(3, f"{K}-ready-{C}-workers-1")
+    assert deps(run, "drain", "workers-1")[1:2] == [boundary(2, f"{K}-ready-{C}-cp-3")]
+    previous = first
+    for b in range(4):
+        members = range(5 * b + 2, min(5 * b + 7, 21))
+        assert run.named(barrier(4 + b)).depends_on == [f"{K}-ready-{C}-workers-{i}" for i in members]
+        for i in members:
+            assert deps(run, "drain", f"workers-{i}")[1:2] == [previous]
+        previous = boundary(4 + b, barrier(4 + b))
+    assert not any(r.name == barrier(8) for r in run.resources)
+    assert checks == ({f"{C}-rollout-check-batch-{i}" for i in range(8)} if between_batches else set())
 
 
 def test_label_add_and_remove_changes_only_the_node_patches(base):
@@ -165,7 +225,7 @@ def test_server_type_change_drains_resizes_and_uncordons_one_node_at_a_time(base
     # drain -> resize -> (install, unchanged) -> ready (wait Ready, uncordon) -> next node's drain.
     assert deps(resized, "resize", "workers-1") == [f"{K}-drain-{C}-workers-1"]
     assert deps(resized, "install", "workers-1")[1:] == [f"{K}-resize-{C}-workers-1", f"{K}-retire-{C}-workers-1"]
-    assert f"{K}-ready-{C}-workers-1" in deps(resized, "drain", "workers-2")
+    assert drain_waits_for(resized, "workers-2") == [f"{K}-ready-{C}-workers-1"]
 
 
 def test_control_plane_type_change_resizes_servers_one_at_a_time(base):
@@ -174,8 +234,8 @@ def test_control_plane_type_change_resizes_servers_one_at_a_time(base):
     assert changed(base, resized) == per_node(("drain", "resize", "ready"), *SERVERS) | servers
     assert all(differing(base, resized, s) == {"serverType"} for s in servers)
     assert all("serverType" in resized.named(s).options["ignore_changes"] for s in servers)
-    assert f"{K}-ready-{C}-cp-1" in deps(resized, "drain", "cp-2")
-    assert f"{K}-ready-{C}-cp-2" in deps(resized, "drain", "cp-3")
+    assert drain_waits_for(resized, "cp-2") == [f"{K}-ready-{C}-cp-1"]
+    assert drain_waits_for(resized, "cp-3") == [f"{K}-ready-{C}-cp-2"]
 
 
 def test_pool_grow_adds_only_the_new_nodes_resources(base):
@@ -184,7 +244,7 @@ def test_pool_grow_adds_only_the_new_nodes_resources(base):
         ("drain", "resize", "install", "ready", "labels", "taints", "retire"), "workers-3"
     )
     assert not changed(base, grown) and not removed(base, grown)
-    assert f"{K}-ready-{C}-workers-2" in deps(grown, "drain", "workers-3")
+    assert drain_waits_for(grown, "workers-3") == [f"{K}-ready-{C}-workers-2"]
     assert f"{K}-retire-{C}-workers-2" in deps(grown, "retire", "workers-3")
 
 
@@ -212,9 +272,9 @@ def test_control_plane_3_to_5_joins_the_new_servers_after_the_existing_ones(base
     )
     # Existing nodes are untouched (the first server's bootstrap peers cover every possible server).
     assert not changed(base, grown) and not removed(base, grown)
-    assert f"{K}-ready-{C}-cp-3" in deps(grown, "drain", "cp-4")
-    assert f"{K}-ready-{C}-cp-4" in deps(grown, "drain", "cp-5")
-    assert f"{K}-ready-{C}-cp-5" in deps(grown, "drain", "workers-1")  # agents after the last server
+    assert drain_waits_for(grown, "cp-4") == [f"{K}-ready-{C}-cp-3"]
+    assert drain_waits_for(grown, "cp-5") == [f"{K}-ready-{C}-cp-4"]
+    assert drain_waits_for(grown, "workers-1") == [f"{K}-ready-{C}-cp-5"]  # agents after the last server
     for node in new:
         config = yaml.safe_load(k3s.config_in_install_script(grown.named(f"{K}-install-{C}-{node}").inputs["create"]))
         assert config["server"] == "https://10.0.1.5:6443" and "cluster-init" not in config
