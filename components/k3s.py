@@ -297,7 +297,13 @@ class K3sCluster(pulumi.ComponentResource):
             logging=command.remote.Logging.STDERR,
             # After the retire step: when the server was replaced, that step's replacement removes the
             # old Node and etcd member; the new machine must not join under the same name before.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[handle.server, resize, self._retires[node.name]]),
+            # Its output is secret: the script carries the etcdBackup S3 keys, and a failure prints
+            # the last lines of K3s's journal, which we cannot vouch for.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[handle.server, resize, self._retires[node.name]],
+                additional_secret_outputs=["stdout", "stderr"],
+            ),
         )
         self.ready[node.name] = command.remote.Command(
             f"{name}-ready-{node.name}",

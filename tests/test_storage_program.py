@@ -113,6 +113,7 @@ def test_s3_keys_are_secret_in_every_input_and_absent_from_logs_and_outputs(back
         install = backed_up.named(f"{NEW}-k3s-install-{NEW}-{node}")
         secret_value(install.inputs["create"])  # the whole script: a Pulumi secret
         assert install.inputs["logging"] == "stderr"  # the script never writes the config to stderr
+        assert {"stdout", "stderr"} <= set(install.options["additional_secret_outputs"])
         script = secret_value(install.inputs["create"])
         assert "set -x" not in script
         # The file is only ever hashed, never printed.

@@ -74,9 +74,12 @@ def test_turning_local_path_off_restarts_each_server_in_turn_with_a_snapshot_fir
         script = after.named(f"{K}-install-{C}-{node}").inputs["create"]
         assert yaml.safe_load(k3s.config_in_install_script(script))["disable"] == [
             "traefik", "servicelb", "local-storage"]
-    # One server at a time, each snapshotted first: cp-2's drain waits for cp-1 to be ready again.
-    assert f"{K}-ready-{C}-cp-1" in after.named(f"{K}-drain-{C}-cp-2").depends_on
-    assert f"{K}-ready-{C}-cp-2" in after.named(f"{K}-drain-{C}-cp-3").depends_on
+    # One server at a time, each snapshotted first: cp-2's drain waits for cp-1 to be ready again
+    # (through the overlay check after cp-1's batch, which waits for cp-1's ready).
+    for batch, (done, next_node) in enumerate([("cp-1", "cp-2"), ("cp-2", "cp-3")]):
+        check = f"{C}-rollout-check-batch-{batch}"
+        assert check in after.named(f"{K}-drain-{C}-{next_node}").depends_on
+        assert f"{K}-ready-{C}-{done}" in after.named(check).depends_on
     for node in SERVERS:
         assert "etcd-snapshot save --name pre-upgrade" in after.named(f"{K}-drain-{C}-{node}").inputs["update"]
     sc = after.named(f"{C}-storage-class")
