@@ -135,24 +135,12 @@ class K3sCluster(pulumi.ComponentResource):
         # one) and after every check, one dependency not 2N.
         self.joined = [self._gates[-1]]
 
-        raw_kubeconfig = command.remote.Command(
-            f"{name}-kubeconfig",
-            connection=_connection(first, secrets),
-            create=f"cat {k3s.KUBECONFIG_PATH}",
-            logging=command.remote.Logging.NONE,
-            # Its stdout is the admin key: never re-sent through the SSH environment on the next run.
-            add_previous_output_in_env=False,
-            triggers=[self.installs[first.node.name].id],
-            # A replaced cp-1 (new public IP) must not re-run it: its output would be unknown at preview,
-            # and pulumi-kubernetes plans a replacement of the provider (and every object on it) for an
-            # unknown kubeconfig. The file read once stays valid on every server: its CA and the CA that
-            # signed its admin client certificate are the cluster's (K3s keeps them in the datastore).
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.api_ready],
-                additional_secret_outputs=["stdout"],
-                ignore_changes=["connection"],
-            ),
+        # A replaced cp-1 (new public IP) must not re-run the first read: its output would be unknown at
+        # preview, and pulumi-kubernetes plans a replacement of the provider (and every object on it) for
+        # an unknown kubeconfig. The file read once stays valid on every server: its CA and the CA that
+        # signed its admin client certificate are the cluster's (K3s keeps them in the datastore).
+        raw_kubeconfig = self._read_kubeconfig(
+            f"{name}-kubeconfig", first, [self.installs[first.node.name].id], after=self.api_ready
         )
         # Read again when the first read's admin certificate nears expiry, then once per 30 days
         # (keybuzz/kubeconfig_renewal.py): K3s renews the file on the node, never the copy in state. The
@@ -162,20 +150,12 @@ class K3sCluster(pulumi.ComponentResource):
         reread_key = pulumi.Output.secret(raw_kubeconfig.stdout).apply(
             lambda text: kubeconfig_renewal.reread_key(kubeconfig_renewal.client_cert_not_after(text), now)
         )
-        reread = command.remote.Command(
+        reread = self._read_kubeconfig(
             f"{name}-kubeconfig-reread",
-            connection=_connection(first, secrets),
-            create=f"cat {k3s.KUBECONFIG_PATH}",
-            logging=command.remote.Logging.NONE,
-            add_previous_output_in_env=False,
+            first,
             # Not secret: a period label (e.g. "window 2027-09-07 period 2"), derived from a public date.
-            triggers=[self.installs[first.node.name].id, pulumi.Output.unsecret(reread_key)],
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[raw_kubeconfig],
-                additional_secret_outputs=["stdout"],
-                ignore_changes=["connection"],
-            ),
+            [self.installs[first.node.name].id, pulumi.Output.unsecret(reread_key)],
+            after=raw_kubeconfig,
         )
         pulumi.Output.secret(reread.stdout).apply(
             lambda text: _warn_expiry(kubeconfig_renewal.client_cert_not_after(text), now, first.node.name)
@@ -312,6 +292,26 @@ class K3sCluster(pulumi.ComponentResource):
             update=fingerprint.apply(lambda fp: node_ops.ready_script(node.name, fp, api_fallbacks=apis)),
             logging=command.remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.installs[node.name]]),
+        )
+
+    def _read_kubeconfig(
+        self, name: str, first: ServerHandle, triggers: list[pulumi.Input[str]], after: pulumi.Resource
+    ) -> command.remote.Command:
+        """``cat`` of cp-1's admin kubeconfig, run again only when ``triggers`` change (never on a new address)."""
+        return command.remote.Command(
+            name,
+            connection=_connection(first, self._secrets),
+            create=f"cat {k3s.KUBECONFIG_PATH}",
+            logging=command.remote.Logging.NONE,
+            # Its stdout is the admin key: never re-sent through the SSH environment on the next run.
+            add_previous_output_in_env=False,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[after],
+                additional_secret_outputs=["stdout"],
+                ignore_changes=["connection"],
+            ),
         )
 
     def _drain_update(self, entry: NodeRollout, fingerprint: str, apis: tuple[str, ...]) -> str:
